@@ -1,0 +1,104 @@
+import type { Service, ServiceSchema } from "moleculer";
+import {
+  channelOf,
+  parseEnvelope,
+  participantOf,
+  type AnyEnvelope,
+  type CommandType,
+  type DataOf,
+  type Participant,
+} from "../services/shared/catalogue.js";
+import { consume, type ConsumerDeps } from "../services/shared/messaging.js";
+import type { CommandHandler, ParticipantHandlers } from "../services/shared/participant.js";
+import type { ParticipantDriver } from "../services/shared/service-deps.js";
+import type { Config } from "../services/shared/config.js";
+import type { Database } from "../services/shared/database.js";
+import type { PgEventStore } from "../services/event-store/pg-event-store.js";
+import { checkoutReactions, type OrderLookup } from "./checkout.reactions.js";
+
+/**
+ * The two ways a participant is driven. Orchestrated: it subscribes to its own command channels.
+ * Choreographed: it subscribes to the events its reactions follow and builds the same commands
+ * from them. Either way the participant's handlers are the same code.
+ */
+
+export interface DriverDeps {
+  config: Config;
+  db: Database;
+  store: PgEventStore;
+}
+
+/** Messages in flight per channel and process. */
+const MAX_IN_FLIGHT = 16;
+
+export function consumerDeps(deps: DriverDeps, svc: Service): ConsumerDeps {
+  return {
+    pool: deps.db.pool,
+    store: deps.store,
+    serviceName: svc.name,
+    sagaMode: deps.config.sagaMode,
+    maxRetries: deps.config.maxRetries,
+    logger: svc.logger,
+  };
+}
+
+function run<C extends CommandType>(
+  deps: ConsumerDeps,
+  consumer: string,
+  channel: string,
+  message: AnyEnvelope,
+  handler: CommandHandler<DataOf<C>>,
+  data: DataOf<C>,
+) {
+  return consume(deps, consumer, channel, message, {
+    prepare: handler.prepare ? () => handler.prepare!(data) : undefined,
+    handle: ({ tx, cause, prepared }) => handler.handle(data, { tx, cause, prepared }),
+  });
+}
+
+export function orchestratedDriver(deps: DriverDeps): ParticipantDriver {
+  return <P extends Participant>(participant: P, handlers: ParticipantHandlers<P>): Partial<ServiceSchema> => {
+    const channels: ServiceSchema["channels"] = {};
+    for (const [command, handler] of Object.entries(handlers) as [CommandType, CommandHandler<never>][]) {
+      const channel = channelOf(command);
+      channels[channel] = {
+        group: participant,
+        maxInFlight: MAX_IN_FLIGHT,
+        async handler(this: Service, raw: unknown) {
+          const message = parseEnvelope(raw);
+          await run(consumerDeps(deps, this), `${participant}:${command}`, channel, message, handler, message.data as never);
+        },
+      };
+    }
+    return { channels };
+  };
+}
+
+export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
+  const orderOf: OrderLookup = async (order_id) => {
+    const [initiated] = await deps.store.byAggregate("orders", order_id);
+    if (!initiated || initiated.event_type !== "OrderInitiated") throw new Error(`no OrderInitiated for ${order_id}`);
+    return initiated.data;
+  };
+  return <P extends Participant>(participant: P, handlers: ParticipantHandlers<P>): Partial<ServiceSchema> => {
+    const channels: ServiceSchema["channels"] = {};
+    for (const reaction of checkoutReactions) {
+      if (participantOf(reaction.run) !== participant) continue;
+      const handler = (handlers as Record<string, CommandHandler<never>>)[reaction.run];
+      const channel = channelOf(reaction.on);
+      const consumer = `${participant}:${reaction.on}->${reaction.run}`;
+      channels[`${channel}->${reaction.run}`] = {
+        name: channel,
+        group: consumer,
+        maxInFlight: MAX_IN_FLIGHT,
+        async handler(this: Service, raw: unknown) {
+          const message = parseEnvelope(raw);
+          if (reaction.when && !reaction.when(message.data as never)) return;
+          const data = await reaction.build(message.data as never, orderOf);
+          await run(consumerDeps(deps, this), consumer, channel, message, handler, data as never);
+        },
+      };
+    }
+    return { channels };
+  };
+}

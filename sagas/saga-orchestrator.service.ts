@@ -1,0 +1,157 @@
+import type { Service, ServiceSchema } from "moleculer";
+import { channelOf, newMessage, parseEnvelope, type AnyEmit, type AnyNewMessage, type EventType } from "../services/shared/catalogue.js";
+import { withTransaction, type Tx } from "../services/shared/database.js";
+import { consume } from "../services/shared/messaging.js";
+import { committed } from "../services/shared/signals.js";
+import { NotFound } from "../services/shared/errors.js";
+import { decide, type CheckoutSaga, type Decision } from "./checkout.saga.js";
+import { checkoutSteps, initiation } from "./checkout.steps.js";
+import { consumerDeps, type DriverDeps } from "./participant-drivers.js";
+
+/** Every event the step table listens for: replies, failures and "compensation done". */
+export const orchestratorInputs: EventType[] = [
+  ...new Set<EventType>([
+    initiation.startedBy,
+    initiation.compensation.done,
+    ...checkoutSteps.flatMap((s) => [s.succeeded, ...(s.failed ? [s.failed] : []), ...(s.compensation ? [s.compensation.done] : [])]),
+  ]),
+];
+
+const SWEEP_MS = 1_000;
+
+async function persist(tx: Tx, d: Decision, deadlines: { saga: number; step: number }): Promise<void> {
+  const s = d.state;
+  await tx.query(
+    `INSERT INTO orchestrator.sagas (correlation_id, order_id, status, step, state, deadline_at, step_deadline_at)
+     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8 / 1000), now() + make_interval(secs => $7::float8 / 1000))
+     ON CONFLICT (correlation_id) DO UPDATE SET status = $3, step = $4, state = $5,
+       step_deadline_at = CASE WHEN $8 THEN now() + make_interval(secs => $7::float8 / 1000) ELSE orchestrator.sagas.step_deadline_at END,
+       updated_at = now()`,
+    [s.correlation_id, s.order.order_id, s.status, s.step, JSON.stringify(s), deadlines.saga, deadlines.step, d.commands.length > 0],
+  );
+}
+
+/**
+ * The orchestrator: one persistent saga instance per checkout. Each transition is stored in the
+ * same transaction as the commands it sends (recorded in the event store, published by the
+ * relay), so a crash between the two is impossible. A sweep enforces the saga deadline and
+ * sends the current command again when a step stays unanswered past its own deadline.
+ */
+export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
+  const { pool } = deps.db;
+  const deadlines = { saga: deps.config.sagaTimeoutMs, step: deps.config.stepTimeoutMs };
+  let sweeper: NodeJS.Timeout | undefined;
+
+  const channels: ServiceSchema["channels"] = {};
+  for (const type of orchestratorInputs) {
+    const channel = channelOf(type);
+    channels[channel] = {
+      group: "saga-orchestrator",
+      maxInFlight: 16,
+      async handler(this: Service, raw: unknown) {
+        const message = parseEnvelope(raw);
+        await consume(consumerDeps(deps, this), "saga-orchestrator", channel, message, {
+          handle: async ({ tx, cause }) => {
+            const { rows } = await tx.query("SELECT state FROM orchestrator.sagas WHERE correlation_id = $1 FOR UPDATE", [
+              cause.correlation_id,
+            ]);
+            const decision = decide((rows[0]?.state as CheckoutSaga) ?? null, cause);
+            if (!decision) return [];
+            await persist(tx, decision, deadlines);
+            return decision.commands;
+          },
+        });
+      },
+    };
+  }
+
+  async function sweep(svc: Service): Promise<void> {
+    const expired = await pool.query(
+      `SELECT correlation_id FROM orchestrator.sagas WHERE status = 'running' AND deadline_at < now() LIMIT 100`,
+    );
+    for (const { correlation_id } of expired.rows) {
+      const appended = await withTransaction(pool, async (tx) => {
+        const { rows } = await tx.query(
+          "SELECT state FROM orchestrator.sagas WHERE correlation_id = $1 AND status = 'running' FOR UPDATE",
+          [correlation_id],
+        );
+        if (!rows.length) return 0;
+        const d = decide(rows[0].state as CheckoutSaga, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() });
+        if (!d) {
+          await tx.query("UPDATE orchestrator.sagas SET deadline_at = NULL WHERE correlation_id = $1", [correlation_id]);
+          return 0;
+        }
+        await persist(tx, d, deadlines);
+        await deps.store.append(tx, record(d.commands, correlation_id, deps.config.sagaMode));
+        return d.commands.length;
+      });
+      if (appended) {
+        svc.logger.warn(`saga ${correlation_id} passed its deadline; compensating`);
+        committed();
+      }
+    }
+    // a step unanswered past its deadline: send the same command again (same id, so a
+    // participant that did receive it the first time ignores the copy)
+    const stalled = await pool.query(
+      `UPDATE orchestrator.sagas SET step_deadline_at = now() + make_interval(secs => $1::float8 / 1000)
+        WHERE status IN ('running','compensating') AND step_deadline_at < now()
+        RETURNING correlation_id`,
+      [deadlines.step],
+    );
+    for (const { correlation_id } of stalled.rows) {
+      const events = await deps.store.byAggregate("sagas", correlation_id);
+      const last = events[events.length - 1];
+      if (!last) continue;
+      svc.logger.warn(`saga ${correlation_id}: no answer to ${last.event_type} in time; sending it again`);
+      const { position: _, ...envelope } = last;
+      await svc.broker.sendToChannel(channelOf(last.event_type), envelope);
+    }
+  }
+
+  return {
+    name: "saga-orchestrator",
+    channels,
+    actions: {
+      get: {
+        params: { correlation_id: "string" },
+        async handler(ctx) {
+          const { rows } = await pool.query(
+            "SELECT status, step, state, deadline_at, created_at, updated_at FROM orchestrator.sagas WHERE correlation_id = $1",
+            [(ctx.params as { correlation_id: string }).correlation_id],
+          );
+          if (!rows.length) throw new NotFound(`no saga instance for ${(ctx.params as { correlation_id: string }).correlation_id}`);
+          return rows[0];
+        },
+      },
+      inFlight: {
+        async handler() {
+          const { rows } = await pool.query(
+            "SELECT count(*)::int AS n FROM orchestrator.sagas WHERE status IN ('running','compensating')",
+          );
+          return rows[0].n as number;
+        },
+      },
+    },
+    started(this: Service) {
+      const tick = () => {
+        sweep(this)
+          .catch((err) => this.logger.error(`deadline sweep failed: ${String(err)}`))
+          .finally(() => {
+            if (sweeper) sweeper = setTimeout(tick, SWEEP_MS);
+          });
+      };
+      sweeper = setTimeout(tick, SWEEP_MS);
+    },
+    stopped() {
+      const t = sweeper;
+      sweeper = undefined;
+      clearTimeout(t);
+    },
+  };
+}
+
+function record(commands: AnyEmit[], correlation_id: string, sagaMode: string): AnyNewMessage[] {
+  return commands.map(
+    (c) => newMessage(c, { correlation_id, service_name: "saga-orchestrator", metadata: { saga_mode: sagaMode } }) as AnyNewMessage,
+  );
+}

@@ -1,0 +1,67 @@
+import { isCommandType, type AnyEnvelope, type MessageType } from "../services/shared/catalogue.js";
+import { checkoutSteps, initiation, type StepName } from "./checkout.steps.js";
+
+type StepStatus = "not_started" | "in_progress" | "succeeded" | "failed" | "compensating" | "compensated";
+
+function stepOf(type: MessageType): { step: StepName | "initiate"; role: "invoke" | "succeeded" | "failed" | "compensate" | "compensated" } | undefined {
+  if (type === initiation.startedBy) return { step: "initiate", role: "succeeded" };
+  if (type === initiation.compensation.command) return { step: "initiate", role: "compensate" };
+  if (type === initiation.compensation.done) return { step: "initiate", role: "compensated" };
+  for (const s of checkoutSteps) {
+    if (type === s.invoke) return { step: s.name, role: "invoke" };
+    if (type === s.succeeded) return { step: s.name, role: "succeeded" };
+    if (type === s.failed) return { step: s.name, role: "failed" };
+    if (type === s.compensation?.command) return { step: s.name, role: "compensate" };
+    if (type === s.compensation?.done) return { step: s.name, role: "compensated" };
+  }
+  return undefined;
+}
+
+/**
+ * A saga's story told from the event store alone, the same way for both styles: every message
+ * of the checkout in order, which step it belongs to, and where each step ended up.
+ */
+export function sagaTimeline(events: readonly (AnyEnvelope & { position?: number })[]) {
+  const first = events[0];
+  const steps: Record<string, StepStatus> = Object.fromEntries(checkoutSteps.map((s) => [s.name, "not_started"]));
+  let status = "running";
+  let reason: string | null = null;
+  for (const e of events) {
+    const where = stepOf(e.event_type);
+    if (e.event_type === "OrderConfirmed") status = "confirmed";
+    if (e.event_type === "OrderCancelled") {
+      status = "cancelled";
+      reason = e.data.reason;
+    }
+    if (!where || where.step === "initiate") continue;
+    const current = steps[where.step];
+    if (where.role === "invoke" && current === "not_started") steps[where.step] = "in_progress";
+    if (where.role === "succeeded" && current !== "compensated") steps[where.step] = "succeeded";
+    if (where.role === "failed") {
+      steps[where.step] = "failed";
+      if (status === "running") status = "compensating";
+    }
+    if (where.role === "compensate") steps[where.step] = "compensating";
+    if (where.role === "compensated") steps[where.step] = "compensated";
+  }
+  const last = events[events.length - 1];
+  return {
+    correlation_id: first.correlation_id,
+    order_id: (first.data as { order_id?: string }).order_id ?? null,
+    saga_mode: first.metadata.saga_mode ?? null,
+    status,
+    cancellation_reason: reason,
+    steps,
+    started_at: first.timestamp,
+    last_event_at: last.timestamp,
+    timeline: events.map((e) => ({
+      position: e.position,
+      kind: isCommandType(e.event_type) ? "command" : "event",
+      type: e.event_type,
+      step: stepOf(e.event_type)?.step ?? null,
+      service: e.service_name,
+      timestamp: e.timestamp,
+      data: e.data,
+    })),
+  };
+}

@@ -1,0 +1,133 @@
+import pg from "pg";
+import type { LoggerInstance } from "moleculer";
+import type { PgEventStore, StoredEvent } from "./pg-event-store.js";
+import type { Database } from "../shared/database.js";
+import { onCommitted } from "../shared/signals.js";
+
+export interface FollowerOptions {
+  name: string;
+  db: Database;
+  store: PgEventStore;
+  logger: LoggerInstance;
+  pollMs: number;
+  batchSize?: number;
+  /** Handles one batch in position order and records `upTo` as its checkpoint. */
+  handle(events: StoredEvent[], upTo: number): Promise<void>;
+  /** Where the last run stopped; by default the event store's checkpoint of this name. */
+  checkpoint?(): Promise<number>;
+  /** Only one process may follow under this lock (the relay); projections need none. */
+  advisoryLock?: number;
+}
+
+/**
+ * Follows the event store from a checkpoint: reads gap-free batches, hands them on, sleeps until
+ * woken by a local commit, a PostgreSQL NOTIFY or the poll timer.
+ */
+export class EventFollower {
+  private running = false;
+  private wakeUp: (() => void) | null = null;
+  private pending = false;
+  private loop: Promise<void> | null = null;
+  private listener: pg.Client | null = null;
+  private lockClient: pg.PoolClient | null = null;
+  private unsubscribe: (() => void) | null = null;
+  position = 0;
+
+  constructor(private readonly opts: FollowerOptions) {}
+
+  async start(): Promise<void> {
+    this.running = true;
+    this.unsubscribe = onCommitted(() => this.wake());
+    if (this.opts.db.supportsListen) await this.listen();
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.unsubscribe?.();
+    this.wake();
+    await this.loop;
+    await this.listener?.end().catch(() => undefined);
+    if (this.lockClient) {
+      await this.lockClient.query("SELECT pg_advisory_unlock($1)", [this.opts.advisoryLock]).catch(() => undefined);
+      this.lockClient.release();
+    }
+  }
+
+  wake(): void {
+    this.pending = true;
+    this.wakeUp?.();
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.opts.db.url });
+    client.on("error", (err) => this.opts.logger.warn(`${this.opts.name}: LISTEN connection lost: ${err.message}`));
+    client.on("notification", () => this.wake());
+    await client.connect();
+    await client.query("LISTEN event_store");
+    this.listener = client;
+  }
+
+  /** Holds the advisory lock on a dedicated connection; a standby keeps trying. */
+  private async acquireLock(): Promise<boolean> {
+    // the embedded database serves one process only, and its single connection must stay free
+    if (this.opts.advisoryLock === undefined || this.lockClient || this.opts.db.embedded) return true;
+    const client = await this.opts.db.pool.connect();
+    const { rows } = await client.query("SELECT pg_try_advisory_lock($1) AS ok", [this.opts.advisoryLock]);
+    if (rows[0].ok) {
+      this.lockClient = client;
+      this.opts.logger.info(`${this.opts.name}: took the lead`);
+      return true;
+    }
+    client.release();
+    return false;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.pending) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = done;
+    }).then(() => {
+      this.wakeUp = null;
+    });
+  }
+
+  private async run(): Promise<void> {
+    let loaded = false;
+    let failures = 0;
+    while (this.running) {
+      try {
+        if (!(await this.acquireLock())) {
+          await this.sleep(Math.max(this.opts.pollMs, 1000));
+          continue;
+        }
+        if (!loaded) {
+          this.position = await (this.opts.checkpoint ? this.opts.checkpoint() : this.opts.store.checkpoint(this.opts.name));
+          loaded = true;
+        }
+        this.pending = false;
+        const events = await this.opts.store.readCommitted(this.position, this.opts.batchSize ?? 500);
+        if (events.length === 0) {
+          await this.sleep(this.opts.pollMs);
+          continue;
+        }
+        const upTo = events[events.length - 1].position;
+        await this.opts.handle(events, upTo);
+        this.position = upTo;
+        failures = 0;
+        this.pending = true; // there may be more
+      } catch (err) {
+        if (!this.running) break;
+        failures++;
+        this.opts.logger.error(`${this.opts.name}: ${String(err)}; retrying`);
+        loaded = false; // re-read the checkpoint: the batch may have been half handled
+        await this.sleep(Math.min(100 * 2 ** failures, 5_000));
+      }
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { AGGREGATE_TYPES, channelOf, isEventType, isCommandType, type AnyEnvelope } from "../shared/catalogue.js";
+import { NotFound } from "../shared/errors.js";
+import type { ServiceDeps } from "../shared/service-deps.js";
+import { replay } from "./aggregate-replay.js";
+import { EventFollower } from "./event-follower.js";
+import type { StoredEvent } from "./pg-event-store.js";
+
+const RELAY = "relay";
+const RELAY_LOCK = 7_420_002;
+
+const envelopeOf = ({ position: _, ...envelope }: StoredEvent): AnyEnvelope => envelope as AnyEnvelope;
+
+const page = {
+  limit: { type: "number", convert: true, integer: true, min: 1, max: 1000, optional: true },
+  after: { type: "number", convert: true, integer: true, min: 0, optional: true },
+} as const;
+
+/**
+ * The event store's API, and the outbox relay: it follows the global position and publishes each
+ * stored message on its channel, then records how far it got. A restart resumes from that
+ * checkpoint; what was published but not yet checkpointed goes out again, and consumers' inboxes
+ * absorb the copy. Only one relay runs at a time (an advisory lock); others stand by.
+ */
+export function eventStoreService(deps: ServiceDeps): ServiceSchema {
+  const { store, db } = deps;
+  let relay: EventFollower | undefined;
+
+  return {
+    name: "event-store",
+    actions: {
+      list: {
+        params: page,
+        async handler(ctx: Context<{ limit?: number; after?: number }>) {
+          const events = await store.readAll(ctx.params);
+          return { events, next_after: events.length ? events[events.length - 1].position : (ctx.params.after ?? 0) };
+        },
+      },
+      byType: {
+        params: { event_type: "string", ...page },
+        async handler(ctx: Context<{ event_type: string; limit?: number; after?: number }>) {
+          const { event_type } = ctx.params;
+          if (!isEventType(event_type) && !isCommandType(event_type)) {
+            throw new NotFound(`"${event_type}" is not a message type of the catalogue`);
+          }
+          const events = await store.byType(event_type, ctx.params);
+          return { event_type, events, next_after: events.length ? events[events.length - 1].position : (ctx.params.after ?? 0) };
+        },
+      },
+      byCorrelation: {
+        params: { correlation_id: "string" },
+        async handler(ctx: Context<{ correlation_id: string }>) {
+          const events = await store.byCorrelation(ctx.params.correlation_id);
+          if (events.length === 0) throw new NotFound(`no events with correlation id ${ctx.params.correlation_id}`);
+          return { correlation_id: ctx.params.correlation_id, events };
+        },
+      },
+      replayAggregate: {
+        params: { aggregate_type: "string", aggregate_id: "string" },
+        async handler(ctx: Context<{ aggregate_type: string; aggregate_id: string }>) {
+          const { aggregate_type } = ctx.params;
+          if (!(AGGREGATE_TYPES as readonly string[]).includes(aggregate_type)) {
+            throw new NotFound(`unknown aggregate type "${aggregate_type}"; known: ${AGGREGATE_TYPES.join(", ")}`);
+          }
+          // the orders aggregate is addressed as order_123 or 123
+          const id = aggregate_type === "orders" && /^\d+$/.test(ctx.params.aggregate_id) ? `order_${ctx.params.aggregate_id}` : ctx.params.aggregate_id;
+          const events = await store.byAggregate(aggregate_type, id);
+          if (events.length === 0) throw new NotFound(`no events for ${aggregate_type}/${id}`);
+          return { aggregate_type, aggregate_id: id, state: replay(events), events };
+        },
+      },
+      deadLetters: {
+        async handler() {
+          const { rows } = await db.pool.query(
+            `SELECT id, consumer, channel, message_id, error, attempts, created_at, replayed_at, envelope
+               FROM messaging.dead_letters ORDER BY id`,
+          );
+          return rows;
+        },
+      },
+      /** Publishes a dead letter again to its channel; the consumer's inbox still guards against doubles. */
+      replayDeadLetter: {
+        params: { id: { type: "number", convert: true, integer: true, positive: true } },
+        async handler(this: Service, ctx: Context<{ id: number }>) {
+          const { rows } = await db.pool.query(
+            "UPDATE messaging.dead_letters SET replayed_at = now() WHERE id = $1 RETURNING channel, envelope",
+            [ctx.params.id],
+          );
+          if (!rows.length) throw new NotFound(`no dead letter ${ctx.params.id}`);
+          await this.broker.sendToChannel(rows[0].channel, rows[0].envelope);
+          return { replayed: ctx.params.id, channel: rows[0].channel };
+        },
+      },
+      relayPosition: {
+        async handler() {
+          return { relay: relay?.position ?? (await store.checkpoint(RELAY)), head: await store.lastPosition() };
+        },
+      },
+    },
+    async started(this: Service) {
+      const broker = this.broker;
+      relay = new EventFollower({
+        name: RELAY,
+        db,
+        store,
+        logger: this.logger,
+        pollMs: deps.config.relayPollMs,
+        advisoryLock: RELAY_LOCK,
+        async handle(events, upTo) {
+          // published in parallel within a batch: order across a batch's messages is not needed,
+          // since each message of a checkout is caused by one consumed earlier
+          await Promise.all(events.map((e) => broker.sendToChannel(channelOf(e.event_type), envelopeOf(e))));
+          await store.saveCheckpoint(RELAY, upTo);
+        },
+      });
+      await relay.start();
+    },
+    async stopped() {
+      await relay?.stop();
+    },
+  };
+}

@@ -1,0 +1,89 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+
+/** RFC 9457 problem details. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance?: string;
+  errors?: { field: string; message: string }[];
+}
+
+const TITLES: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  409: "Conflict",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+  504: "Gateway Timeout",
+};
+
+interface ErrorLike {
+  message?: string;
+  code?: number | string;
+  status?: number;
+  statusCode?: number;
+  type?: string;
+  name?: string;
+  data?: unknown;
+}
+
+/** Turns any error the gateway meets (body parser, validator, service, broker) into a problem. */
+export function problemFrom(err: ErrorLike, instance?: string): Problem {
+  let status =
+    [err.code, err.status, err.statusCode].find((c): c is number => typeof c === "number" && c >= 400 && c < 600) ?? 500;
+  let detail = err.message ?? "unexpected error";
+  let errors: Problem["errors"];
+  const type = err.type ?? "";
+
+  if (type === "entity.parse.failed" || /JSON/.test(err.name ?? "") || (err.name === "SyntaxError")) {
+    status = 400;
+    detail = `the request body is not valid JSON: ${detail}`;
+  } else if (type === "entity.too.large" || status === 413) {
+    status = 413;
+    detail = `the request body is larger than the limit${(err as { limit?: number }).limit ? ` of ${(err as { limit?: number }).limit} bytes` : ""}`;
+  } else if (err.name === "ValidationError" && Array.isArray(err.data)) {
+    // fastest-validator issues from action params
+    status = 422;
+    errors = (err.data as { field?: string; message?: string }[]).map((d) => ({ field: d.field ?? "", message: d.message ?? "" }));
+    detail = errors.map((e) => e.message).join("; ");
+  } else if (err.data && typeof err.data === "object" && Array.isArray((err.data as { issues?: unknown }).issues)) {
+    errors = (err.data as { issues: Problem["errors"] }).issues;
+  } else if (status === 404 && err.name === "NotFoundError") {
+    detail = "no such route";
+  } else if (err.name === "ServiceNotAvailableError" || err.name === "ServiceUnavailableError") {
+    status = 503;
+    detail = "a service this request needs is not running";
+  } else if (err.name === "RequestTimeoutError") {
+    status = 504;
+  } else if (status === 429) {
+    detail = "rate limit exceeded; retry after the time in Retry-After";
+  } else if (status >= 500) {
+    detail = "the server failed to handle this request; see the server log";
+  }
+  const title = TITLES[status] ?? "Error";
+  return {
+    // "about:blank": the status code says all there is to say about the kind of problem
+    type: "about:blank",
+    title,
+    status,
+    detail,
+    ...(instance ? { instance } : {}),
+    ...(errors && errors.length ? { errors } : {}),
+  };
+}
+
+export function sendProblem(req: IncomingMessage, res: ServerResponse, problem: Problem, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  res.setHeader("Content-Type", "application/problem+json");
+  res.writeHead(problem.status);
+  res.end(JSON.stringify(problem));
+}

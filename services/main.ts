@@ -1,0 +1,32 @@
+import { ConfigError, loadConfig } from "./shared/config.js";
+import { createSystem } from "./system.js";
+
+/** `npm start`: every service (or `SERVICES=a,b`) in this process. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const system = await createSystem(config);
+  const log = system.broker.getLogger("main");
+  log.info(
+    `saga mode ${config.sagaMode}, transport ${config.transport}, database ${
+      system.db.embedded ? `embedded PGlite (${config.pgliteDir ?? "in memory"})` : "PostgreSQL"
+    }, services: ${system.services.join(", ")}`,
+  );
+  await system.start();
+  if (system.services.includes("gateway")) log.info(`gateway listening on http://${config.host}:${config.port}`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${signal}: stopping`);
+    await system.stop().catch((err) => log.error(err));
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+main().catch((err) => {
+  console.error(err instanceof ConfigError ? `saga-bench: ${err.message}` : err);
+  process.exit(1);
+});

@@ -1,0 +1,236 @@
+import type { Context, ServiceSchema } from "moleculer";
+import { createHash, randomBytes } from "node:crypto";
+import { z } from "zod";
+import { emit, newMessage, type DataOf } from "../shared/catalogue.js";
+import { withTransaction } from "../shared/database.js";
+import { UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
+import type { ParticipantHandlers } from "../shared/participant.js";
+import type { ServiceDeps } from "../shared/service-deps.js";
+import { committed } from "../shared/signals.js";
+import type { Product } from "../products/products.service.js";
+import type { User } from "../users/users.service.js";
+
+const MAX_LINES = 50;
+const MAX_QUANTITY = 10_000;
+
+const id = z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().positive());
+const quantity = z
+  .number({ error: (i) => (i.input === undefined ? "is required" : "must be a number") })
+  .int("must be a whole number")
+  .positive("must be at least 1")
+  .max(MAX_QUANTITY, `must be at most ${MAX_QUANTITY}`);
+
+/** A checkout request as the gateway receives it: one product, or a list of lines. */
+export const orderRequest = z
+  .object({
+    user_id: id,
+    product_id: id.optional(),
+    quantity: quantity.optional(),
+    items: z
+      .array(z.object({ product_id: id, quantity }))
+      .min(1, "must list at least one product")
+      .max(MAX_LINES, `must list at most ${MAX_LINES} products`)
+      .optional(),
+    card_token: z.string().min(1).max(64).optional(),
+    shipping_address: z
+      .object({ street: z.string().min(1), city: z.string().min(1), postal_code: z.string().min(1) })
+      .optional(),
+    cart_id: z.string().max(64).optional(),
+  })
+  .superRefine((req, ctx) => {
+    if (req.items && (req.product_id !== undefined || req.quantity !== undefined)) {
+      ctx.addIssue({ code: "custom", path: ["items"], message: "give either items or product_id with quantity, not both" });
+    } else if (!req.items) {
+      if (req.product_id === undefined) ctx.addIssue({ code: "custom", path: ["product_id"], message: "is required (or give items)" });
+      if (req.quantity === undefined) ctx.addIssue({ code: "custom", path: ["quantity"], message: "is required" });
+    }
+  });
+export type OrderRequest = z.input<typeof orderRequest>;
+
+export interface OrderAccepted {
+  order_id: string;
+  correlation_id: string;
+  status: "pending";
+  links: { self: string; saga: string; events: string };
+}
+
+export interface CreateOrderParams {
+  body: unknown;
+  idempotency_key?: string;
+  source_ip?: string;
+  user_agent?: string;
+}
+
+function issuesOf(error: z.ZodError): FieldIssue[] {
+  return error.issues.map((i) => ({ field: i.path.join(".") || "(body)", message: i.message }));
+}
+
+function fingerprint(body: unknown): string {
+  return createHash("sha256").update(JSON.stringify(body)).digest("hex");
+}
+
+export const orderHandlers: ParticipantHandlers<"orders"> = {
+  ConfirmOrder: {
+    async handle(cmd, { tx }) {
+      const { rowCount } = await tx.query(
+        "UPDATE orders.orders SET status = 'confirmed', updated_at = now() WHERE order_id = $1 AND status = 'pending'",
+        [cmd.order_id],
+      );
+      return rowCount ? [emit("OrderConfirmed", cmd)] : [];
+    },
+  },
+  CancelOrder: {
+    async handle(cmd, { tx }) {
+      const { rowCount } = await tx.query(
+        `UPDATE orders.orders SET status = 'cancelled', cancellation_reason = $2, updated_at = now()
+          WHERE order_id = $1 AND status = 'pending'`,
+        [cmd.order_id, cmd.reason],
+      );
+      return rowCount ? [emit("OrderCancelled", { order_id: cmd.order_id, reason: cmd.reason })] : [];
+    },
+  },
+};
+
+export function ordersService(deps: ServiceDeps): ServiceSchema {
+  const { pool } = deps.db;
+  const { store, config } = deps;
+
+  async function resolve(ctx: Context, req: z.output<typeof orderRequest>) {
+    const wanted = new Map<number, number>();
+    for (const line of req.items ?? [{ product_id: req.product_id!, quantity: req.quantity! }]) {
+      wanted.set(line.product_id, (wanted.get(line.product_id) ?? 0) + line.quantity);
+    }
+    const [user, products] = await Promise.all([
+      ctx.call<User, { id: number }>("users.get", { id: req.user_id }).catch((err) => {
+        if (err?.code === 404) return null;
+        throw err;
+      }),
+      ctx.call<Product[], { ids: number[] }>("products.many", { ids: [...wanted.keys()] }),
+    ]);
+    const issues: FieldIssue[] = [];
+    if (!user) issues.push({ field: "user_id", message: `user ${req.user_id} does not exist` });
+    const byId = new Map(products.map((p) => [p.id, p]));
+    for (const pid of wanted.keys()) {
+      if (!byId.has(pid)) issues.push({ field: req.items ? "items" : "product_id", message: `product ${pid} does not exist` });
+    }
+    const currencies = new Set(products.map((p) => p.currency));
+    if (currencies.size > 1) issues.push({ field: "items", message: "all products of one order must share a currency" });
+    if (issues.length > 0 || !user) {
+      throw new UnprocessableEntity(issues.map((i) => `${i.field}: ${i.message}`).join("; "), issues);
+    }
+    const items = [...wanted].map(([pid, qty]) => {
+      const p = byId.get(pid)!;
+      return { product_id: pid, product_name: p.name, quantity: qty, unit_price: p.price };
+    });
+    const total = Math.round(items.reduce((sum, l) => sum + l.quantity * l.unit_price * 100, 0)) / 100;
+    return { user, items, total, currency: products[0].currency };
+  }
+
+  return {
+    name: "orders",
+    mixins: [deps.drive("orders", orderHandlers) as ServiceSchema],
+    actions: {
+      /**
+       * Validates a checkout request and records OrderInitiated; the saga takes it from there.
+       * Nothing is written unless the request is valid. With an idempotency key, a repeated
+       * request gets the first answer back instead of a second checkout.
+       */
+      create: {
+        async handler(ctx: Context<CreateOrderParams>): Promise<OrderAccepted & { replayed?: boolean }> {
+          const { body, idempotency_key } = ctx.params;
+          const parsed = orderRequest.safeParse(body);
+          if (!parsed.success) {
+            const issues = issuesOf(parsed.error);
+            throw new UnprocessableEntity(issues.map((i) => `${i.field}: ${i.message}`).join("; "), issues);
+          }
+          const req = parsed.data;
+          const print = fingerprint(body);
+          if (idempotency_key) {
+            const previous = await pool.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
+            if (previous.rowCount) return replay(previous.rows[0].response, print);
+          }
+          const { user, items, total, currency } = await resolve(ctx, req);
+
+          const result = await withTransaction(pool, async (tx) => {
+            if (idempotency_key) {
+              const again = await tx.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
+              if (again.rowCount) return replay(again.rows[0].response, print);
+            }
+            const seq = await tx.query("SELECT nextval('orders.order_seq') AS n");
+            const order_id = `order_${seq.rows[0].n}`;
+            const correlation_id = `checkout_${randomBytes(8).toString("hex")}`;
+            const data: DataOf<"OrderInitiated"> = {
+              order_id,
+              customer_id: user.id,
+              cart_id: req.cart_id ?? null,
+              total_amount: total,
+              currency,
+              items,
+              shipping_address: req.shipping_address ?? user.address,
+              card_token: req.card_token ?? "tok_visa",
+            };
+            await tx.query(
+              `INSERT INTO orders.orders (order_id, correlation_id, customer_id, status, total_amount, currency)
+               VALUES ($1, $2, $3, 'pending', $4, $5)`,
+              [order_id, correlation_id, user.id, total, currency],
+            );
+            const message = newMessage(
+              { type: "OrderInitiated", data },
+              {
+                correlation_id,
+                service_name: "orders",
+                metadata: {
+                  saga_mode: config.sagaMode,
+                  ...(ctx.params.source_ip ? { source_ip: ctx.params.source_ip } : {}),
+                  ...(ctx.params.user_agent ? { user_agent: ctx.params.user_agent } : {}),
+                },
+              },
+            );
+            await store.append(tx, [message]);
+            const accepted: OrderAccepted = {
+              order_id,
+              correlation_id,
+              status: "pending",
+              links: {
+                self: `/cqrs/queries/orders/${order_id}`,
+                saga: `/sagas/${correlation_id}`,
+                events: `/event-store/api/v1/events/correlation/${correlation_id}`,
+              },
+            };
+            if (idempotency_key) {
+              await tx.query("INSERT INTO orders.idempotency_keys (key, order_id, response) VALUES ($1, $2, $3)", [
+                idempotency_key,
+                order_id,
+                JSON.stringify({ ...accepted, fingerprint: print }),
+              ]);
+            }
+            return accepted;
+          });
+          committed();
+          return result;
+        },
+      },
+      get: {
+        params: { order_id: "string" },
+        async handler(ctx) {
+          const { rows } = await pool.query(
+            `SELECT order_id, correlation_id, customer_id, status, cancellation_reason, total_amount::float8 AS total_amount, currency
+               FROM orders.orders WHERE order_id = $1`,
+            [(ctx.params as { order_id: string }).order_id],
+          );
+          return rows[0] ?? null;
+        },
+      },
+    },
+  };
+}
+
+function replay(stored: OrderAccepted & { fingerprint: string }, print: string): OrderAccepted & { replayed: boolean } {
+  if (stored.fingerprint !== print) {
+    throw new UnprocessableEntity("this Idempotency-Key was already used with a different request body", [
+      { field: "Idempotency-Key", message: "reused with a different body" },
+    ]);
+  }
+  const { fingerprint: _, ...answer } = stored;
+  return { ...answer, replayed: true };
+}

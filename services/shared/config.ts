@@ -1,0 +1,144 @@
+import { z } from "zod";
+
+/**
+ * All configuration is read and validated here, once. Everything else receives a `Config`.
+ * `SAGA_MODE` in particular is read nowhere else.
+ */
+
+export const SAGA_MODES = ["orchestrated", "choreographed"] as const;
+export type SagaMode = (typeof SAGA_MODES)[number];
+
+export const ALL_SERVICES = [
+  "event-store",
+  "users",
+  "products",
+  "carts",
+  "orders",
+  "warehouse",
+  "payments",
+  "shipping",
+  "notifications",
+  "projections",
+  "saga-orchestrator",
+  "gateway",
+] as const;
+export type ServiceName = (typeof ALL_SERVICES)[number];
+
+const rate = z.coerce.number().min(0).max(1);
+const ms = z.coerce.number().int().min(0);
+
+const envSchema = z.object({
+  SAGA_MODE: z.enum(SAGA_MODES).default("orchestrated"),
+  TRANSPORTER: z.string().trim().default("memory"),
+  DATABASE_URL: z.string().trim().optional(),
+  PGLITE_DIR: z.string().trim().default(".data/pglite"),
+  SERVICES: z.string().trim().optional(),
+  NODE_ID: z.string().trim().optional(),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  HOST: z.string().trim().optional(),
+  API_KEYS: z.string().trim().optional(),
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(0),
+  BODY_LIMIT: z.string().trim().default("64kb"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  PAYMENT_FAILURE_RATE: rate.default(0),
+  SHIPPING_FAILURE_RATE: rate.default(0),
+  PAYMENT_LATENCY_MS: ms.default(0),
+  FAULT_SEED: z.string().default("42"),
+  SAGA_STEP_TIMEOUT_MS: ms.default(30_000),
+  SAGA_TIMEOUT_MS: ms.default(120_000),
+  MESSAGE_MAX_RETRIES: z.coerce.number().int().min(0).default(5),
+  RELAY_POLL_MS: ms.default(1_000),
+});
+
+export type Transport = "memory" | "nats" | "amqp";
+
+export interface FaultConfig {
+  paymentFailureRate: number;
+  shippingFailureRate: number;
+  paymentLatencyMs: number;
+  seed: string;
+}
+
+export interface Config {
+  sagaMode: SagaMode;
+  transport: Transport;
+  /** The broker URL for nats/amqp; undefined in memory mode. */
+  transporterUrl?: string;
+  /** undefined → embedded PGlite. */
+  databaseUrl?: string;
+  /** Where embedded PGlite keeps its files (`PGLITE_DIR`, default .data/pglite); undefined → in memory (`PGLITE_DIR=memory`). */
+  pgliteDir?: string;
+  services: ServiceName[];
+  nodeId?: string;
+  port: number;
+  host: string;
+  apiKeys: string[];
+  rateLimitPerMinute: number;
+  bodyLimit: string;
+  logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
+  faults: FaultConfig;
+  stepTimeoutMs: number;
+  sagaTimeoutMs: number;
+  maxRetries: number;
+  relayPollMs: number;
+}
+
+export class ConfigError extends Error {}
+
+export function transportOf(url: string): Transport {
+  if (url === "" || url === "memory" || url === "Fake") return "memory";
+  if (url.startsWith("nats://")) return "nats";
+  if (url.startsWith("amqp://") || url.startsWith("amqps://")) return "amqp";
+  throw new ConfigError(
+    `TRANSPORTER must be "memory", a nats://host:port URL or an amqp://user:pass@host:port URL; got "${url}"`,
+  );
+}
+
+function parseServices(list: string | undefined): ServiceName[] {
+  if (!list || list === "*" || list === "all") return [...ALL_SERVICES];
+  const names = list.split(",").map((s) => s.trim()).filter(Boolean);
+  const unknown = names.filter((n) => !(ALL_SERVICES as readonly string[]).includes(n));
+  if (unknown.length > 0) {
+    throw new ConfigError(`SERVICES names unknown service(s): ${unknown.join(", ")}; known: ${ALL_SERVICES.join(", ")}`);
+  }
+  return names as ServiceName[];
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new ConfigError(`invalid configuration: ${detail}`);
+  }
+  const e = parsed.data;
+  const transport = transportOf(e.TRANSPORTER);
+  const apiKeys = (e.API_KEYS ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+  const config: Config = {
+    sagaMode: e.SAGA_MODE,
+    transport,
+    transporterUrl: transport === "memory" ? undefined : e.TRANSPORTER,
+    databaseUrl: e.DATABASE_URL,
+    pgliteDir: e.PGLITE_DIR === "memory" ? undefined : e.PGLITE_DIR,
+    services: parseServices(e.SERVICES),
+    nodeId: e.NODE_ID,
+    port: e.PORT,
+    // Without API keys the gateway is open, so it only listens on loopback.
+    host: e.HOST ?? (apiKeys.length > 0 ? "0.0.0.0" : "127.0.0.1"),
+    apiKeys,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    bodyLimit: e.BODY_LIMIT,
+    logLevel: e.LOG_LEVEL,
+    faults: {
+      paymentFailureRate: e.PAYMENT_FAILURE_RATE,
+      shippingFailureRate: e.SHIPPING_FAILURE_RATE,
+      paymentLatencyMs: e.PAYMENT_LATENCY_MS,
+      seed: e.FAULT_SEED,
+    },
+    stepTimeoutMs: e.SAGA_STEP_TIMEOUT_MS,
+    sagaTimeoutMs: e.SAGA_TIMEOUT_MS,
+    maxRetries: e.MESSAGE_MAX_RETRIES,
+    relayPollMs: e.RELAY_POLL_MS,
+  };
+  return { ...config, ...overrides };
+}

@@ -1,0 +1,175 @@
+import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
+import type { Middleware } from "moleculer";
+import type { BrokerOptions, LoggerInstance } from "moleculer";
+import type pg from "pg";
+import { type AnyEnvelope, type AnyEmit, type AnyNewMessage, newMessage } from "./catalogue.js";
+import type { Config } from "./config.js";
+import { withTransaction, type Tx } from "./database.js";
+import type { PgEventStore, StoredEvent } from "../event-store/pg-event-store.js";
+import { committed } from "./signals.js";
+
+/**
+ * The wire, chosen by configuration in this one place: the Moleculer transporter and the
+ * durable-channel adapter both follow `TRANSPORTER`. Business code never names a transport.
+ */
+export function transporterOptions(config: Config): BrokerOptions["transporter"] {
+  switch (config.transport) {
+    case "memory":
+      return undefined;
+    case "nats":
+      return { type: "NATS", options: { url: config.transporterUrl } };
+    case "amqp":
+      // Without noDelay every request/reply hop waits ~40 ms (Nagle against delayed ACKs).
+      return { type: "AMQP", options: { url: config.transporterUrl, socketOptions: { noDelay: true } } };
+  }
+}
+
+export function channelsMiddleware(config: Config): Middleware {
+  return ChannelsMiddleware(channelsOptions(config) as never) as unknown as Middleware;
+}
+
+function channelsOptions(config: Config): object {
+  switch (config.transport) {
+    case "memory":
+      return { adapter: { type: "Fake", options: { maxInFlight: 16 } } };
+    case "nats":
+      return {
+        adapter: {
+          type: "NATS",
+          options: {
+            maxInFlight: 16,
+            maxRetries: 50,
+            nats: {
+              url: config.transporterUrl,
+              connectionOptions: {},
+              streamConfig: { storage: "file" },
+              consumerOptions: { config: { deliver_policy: "new", ack_policy: "explicit", ack_wait: 30e9 } },
+            },
+          },
+        },
+      };
+    case "amqp":
+      return {
+        adapter: {
+          type: "AMQP",
+          options: {
+            maxInFlight: 16,
+            maxRetries: 50,
+            amqp: {
+              url: config.transporterUrl,
+              socketOptions: { noDelay: true },
+              queueOptions: { durable: true },
+              exchangeOptions: { durable: true },
+              messageOptions: { persistent: true },
+            },
+          },
+        },
+      };
+  }
+}
+
+export interface HandlerContext {
+  tx: Tx;
+  /** The message being handled. */
+  cause: AnyEnvelope;
+}
+
+export interface ConsumerDeps {
+  pool: pg.Pool;
+  store: PgEventStore;
+  serviceName: string;
+  sagaMode: string;
+  maxRetries: number;
+  logger: LoggerInstance;
+}
+
+/** Builds the envelopes a handler emits: same correlation id, caused by the handled message. */
+export function messagesFrom(
+  emits: readonly AnyEmit[],
+  cause: Pick<AnyEnvelope, "event_id" | "correlation_id" | "metadata">,
+  serviceName: string,
+  sagaMode: string,
+): AnyNewMessage[] {
+  return emits.map(
+    (e) =>
+      newMessage(e, {
+        correlation_id: cause.correlation_id,
+        service_name: serviceName,
+        causation_id: cause.event_id,
+        metadata: {
+          saga_mode: sagaMode,
+          ...(cause.metadata.trace_id ? { trace_id: cause.metadata.trace_id } : {}),
+        },
+      }) as AnyNewMessage,
+  );
+}
+
+export type ConsumeOutcome = "handled" | "duplicate" | "dead-lettered";
+
+export interface Work<P> {
+  /** Slow work outside the transaction (a provider call, a lookup in another service). */
+  prepare?(): Promise<P>;
+  handle(ctx: HandlerContext & { prepared: P }): Promise<readonly AnyEmit[]>;
+}
+
+/**
+ * Handles one channel message exactly once in effect: the inbox row, the handler's state changes
+ * and the events it emits commit in one transaction, so a redelivered message finds its id in the
+ * inbox and changes nothing. Failures are retried with backoff; after `maxRetries` the message is
+ * parked in `messaging.dead_letters` (listed and replayed through the event-store service).
+ */
+export async function consume<P>(
+  deps: ConsumerDeps,
+  consumer: string,
+  channel: string,
+  message: AnyEnvelope,
+  work: Work<P>,
+): Promise<ConsumeOutcome> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const seen = await deps.pool.query("SELECT 1 FROM messaging.inbox WHERE consumer = $1 AND message_id = $2", [
+        consumer,
+        message.event_id,
+      ]);
+      if (seen.rowCount) return "duplicate";
+      const prepared = work.prepare ? await work.prepare() : (undefined as P);
+      const outcome = await withTransaction(deps.pool, async (tx) => {
+        const claimed = await tx.query(
+          "INSERT INTO messaging.inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+          [consumer, message.event_id],
+        );
+        if (claimed.rowCount === 0) return "duplicate" as const;
+        const emits = await work.handle({ tx, cause: message, prepared });
+        await deps.store.append(tx, messagesFrom(emits, message, deps.serviceName, deps.sagaMode));
+        return "handled" as const;
+      });
+      if (outcome === "handled") committed();
+      return outcome;
+    } catch (err) {
+      if (attempt > deps.maxRetries) {
+        await deadLetter(deps, consumer, channel, message, err, attempt);
+        return "dead-lettered";
+      }
+      deps.logger.warn(`${consumer}: ${message.event_type} ${message.event_id} failed (attempt ${attempt}): ${String(err)}`);
+      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 5_000)));
+    }
+  }
+}
+
+async function deadLetter(
+  deps: ConsumerDeps,
+  consumer: string,
+  channel: string,
+  message: AnyEnvelope,
+  err: unknown,
+  attempts: number,
+): Promise<void> {
+  deps.logger.error(`${consumer}: ${message.event_type} ${message.event_id} dead-lettered after ${attempts} attempts: ${String(err)}`);
+  await deps.pool.query(
+    `INSERT INTO messaging.dead_letters (consumer, channel, message_id, envelope, error, attempts)
+     VALUES ($1, $2, $3, $4, $5, $6)`,
+    [consumer, channel, message.event_id, JSON.stringify(message), String(err instanceof Error ? err.stack : err), attempts],
+  );
+}
+
+export type { StoredEvent };

@@ -1,0 +1,220 @@
+import type pg from "pg";
+
+/**
+ * One schema per service. Every statement is idempotent, so each process runs this at start;
+ * an advisory lock keeps processes that start together from racing on the DDL.
+ */
+const DDL = `
+CREATE SCHEMA IF NOT EXISTS event_store;
+CREATE TABLE IF NOT EXISTS event_store.events (
+  position       BIGSERIAL PRIMARY KEY,
+  event_id       UUID        NOT NULL UNIQUE,
+  event_type     TEXT        NOT NULL,
+  aggregate_type TEXT        NOT NULL,
+  aggregate_id   TEXT        NOT NULL,
+  version        INTEGER     NOT NULL CHECK (version > 0),
+  timestamp      TIMESTAMPTZ NOT NULL,
+  correlation_id TEXT        NOT NULL,
+  service_name   TEXT        NOT NULL,
+  data           JSONB       NOT NULL,
+  metadata       JSONB       NOT NULL,
+  -- the writing transaction: followers read only below the oldest running one, so a position
+  -- that commits late is never skipped
+  tx_id          XID8        NOT NULL DEFAULT pg_current_xact_id(),
+  UNIQUE (aggregate_type, aggregate_id, version)
+);
+CREATE INDEX IF NOT EXISTS events_type_idx ON event_store.events (event_type, position);
+CREATE INDEX IF NOT EXISTS events_correlation_idx ON event_store.events (correlation_id, position);
+CREATE OR REPLACE FUNCTION event_store.reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'event_store.events is append-only'; END $$;
+DROP TRIGGER IF EXISTS events_append_only ON event_store.events;
+CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON event_store.events
+  FOR EACH ROW EXECUTE FUNCTION event_store.reject_change();
+CREATE TABLE IF NOT EXISTS event_store.checkpoints (
+  name       TEXT PRIMARY KEY,
+  position   BIGINT NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE SCHEMA IF NOT EXISTS messaging;
+CREATE TABLE IF NOT EXISTS messaging.inbox (
+  consumer     TEXT NOT NULL,
+  message_id   UUID NOT NULL,
+  processed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer, message_id)
+);
+CREATE TABLE IF NOT EXISTS messaging.dead_letters (
+  id          BIGSERIAL PRIMARY KEY,
+  consumer    TEXT NOT NULL,
+  channel     TEXT NOT NULL,
+  message_id  UUID NOT NULL,
+  envelope    JSONB NOT NULL,
+  error       TEXT NOT NULL,
+  attempts    INTEGER NOT NULL,
+  created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+  replayed_at TIMESTAMPTZ
+);
+
+CREATE SCHEMA IF NOT EXISTS users;
+CREATE TABLE IF NOT EXISTS users.users (
+  id    INTEGER PRIMARY KEY,
+  name  TEXT NOT NULL,
+  email TEXT NOT NULL,
+  phone TEXT,
+  street TEXT NOT NULL,
+  city TEXT NOT NULL,
+  postal_code TEXT NOT NULL
+);
+
+CREATE SCHEMA IF NOT EXISTS products;
+CREATE TABLE IF NOT EXISTS products.products (
+  id       INTEGER PRIMARY KEY,
+  name     TEXT NOT NULL,
+  price    NUMERIC(12,2) NOT NULL CHECK (price >= 0),
+  currency TEXT NOT NULL DEFAULT 'CAD'
+);
+
+CREATE SCHEMA IF NOT EXISTS carts;
+CREATE SEQUENCE IF NOT EXISTS carts.cart_seq;
+CREATE TABLE IF NOT EXISTS carts.carts (
+  cart_id    TEXT PRIMARY KEY,
+  user_id    INTEGER NOT NULL,
+  items      JSONB NOT NULL DEFAULT '[]',
+  status     TEXT NOT NULL DEFAULT 'open',
+  order_id   TEXT,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE SCHEMA IF NOT EXISTS orders;
+CREATE SEQUENCE IF NOT EXISTS orders.order_seq;
+CREATE TABLE IF NOT EXISTS orders.orders (
+  order_id            TEXT PRIMARY KEY,
+  correlation_id      TEXT NOT NULL UNIQUE,
+  customer_id         INTEGER NOT NULL,
+  status              TEXT NOT NULL CHECK (status IN ('pending','confirmed','cancelled')),
+  cancellation_reason TEXT,
+  total_amount        NUMERIC(12,2) NOT NULL,
+  currency            TEXT NOT NULL,
+  created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS orders.idempotency_keys (
+  key        TEXT PRIMARY KEY,
+  order_id   TEXT NOT NULL,
+  response   JSONB NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE SCHEMA IF NOT EXISTS warehouse;
+CREATE TABLE IF NOT EXISTS warehouse.stock (
+  product_id INTEGER PRIMARY KEY,
+  available  INTEGER NOT NULL CHECK (available >= 0),
+  reserved   INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0)
+);
+CREATE TABLE IF NOT EXISTS warehouse.reservations (
+  order_id   TEXT NOT NULL,
+  product_id INTEGER NOT NULL,
+  quantity   INTEGER NOT NULL CHECK (quantity > 0),
+  status     TEXT NOT NULL CHECK (status IN ('reserved','released')),
+  updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (order_id, product_id)
+);
+-- an order whose stock was released never reserves again (a late ReserveStock after a timeout)
+CREATE TABLE IF NOT EXISTS warehouse.closed_orders (
+  order_id TEXT PRIMARY KEY
+);
+
+CREATE SCHEMA IF NOT EXISTS payments;
+CREATE TABLE IF NOT EXISTS payments.payments (
+  order_id       TEXT PRIMARY KEY,
+  payment_id     TEXT,
+  customer_id    INTEGER,
+  amount         NUMERIC(12,2) NOT NULL,
+  currency       TEXT NOT NULL,
+  status         TEXT NOT NULL CHECK (status IN ('captured','failed','refunded','voided')),
+  transaction_id TEXT,
+  error_code     TEXT,
+  updated_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE SCHEMA IF NOT EXISTS shipping;
+CREATE TABLE IF NOT EXISTS shipping.shipments (
+  order_id           TEXT PRIMARY KEY,
+  shipment_id        TEXT,
+  status             TEXT NOT NULL CHECK (status IN ('scheduled','failed','cancelled')),
+  carrier            TEXT,
+  estimated_delivery TEXT,
+  postal_code        TEXT,
+  updated_at         TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+CREATE SCHEMA IF NOT EXISTS notifications;
+CREATE TABLE IF NOT EXISTS notifications.sent (
+  order_id  TEXT NOT NULL,
+  template  TEXT NOT NULL,
+  channel   TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  sent_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (order_id, template, channel)
+);
+
+CREATE SCHEMA IF NOT EXISTS orchestrator;
+CREATE TABLE IF NOT EXISTS orchestrator.sagas (
+  correlation_id TEXT PRIMARY KEY,
+  order_id       TEXT NOT NULL,
+  status         TEXT NOT NULL,
+  step           TEXT NOT NULL,
+  state          JSONB NOT NULL,
+  deadline_at    TIMESTAMPTZ,
+  step_deadline_at TIMESTAMPTZ,
+  created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at     TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS sagas_open_idx ON orchestrator.sagas (deadline_at) WHERE status IN ('running','compensating');
+
+CREATE SCHEMA IF NOT EXISTS read_model;
+CREATE TABLE IF NOT EXISTS read_model.orders (
+  order_id       TEXT PRIMARY KEY,
+  correlation_id TEXT NOT NULL,
+  user_id        INTEGER NOT NULL,
+  status         TEXT NOT NULL,
+  saga_mode      TEXT,
+  started_at     TIMESTAMPTZ NOT NULL,
+  ended_at       TIMESTAMPTZ,
+  doc            JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS read_orders_user_idx ON read_model.orders (user_id, started_at);
+CREATE INDEX IF NOT EXISTS read_orders_correlation_idx ON read_model.orders (correlation_id);
+`;
+
+const SEED = `
+INSERT INTO users.users (id, name, email, phone, street, city, postal_code) VALUES
+  (456, 'John Doe', 'customer@example.com', '+1-555-0100', '123 King Street West', 'Toronto', 'M5H 1A1'),
+  (457, 'Jane Smith', 'jane.smith@example.com', '+1-555-0101', '45 Rue Sainte-Catherine', 'Montreal', 'H2X 1K4'),
+  (458, 'Ravi Patel', 'ravi.patel@example.com', NULL, '900 Granville Street', 'Vancouver', 'V6Z 1L2')
+ON CONFLICT (id) DO NOTHING;
+INSERT INTO products.products (id, name, price, currency) VALUES
+  (101, 'Laptop Dell XPS', 199.99, 'CAD'),
+  (102, 'Logitech MX Master 3S', 99.99, 'CAD'),
+  (103, 'USB-C Dock', 149.99, 'CAD'),
+  (104, '27-inch 4K Monitor', 329.99, 'CAD'),
+  (105, 'Mechanical Keyboard', 89.99, 'CAD')
+ON CONFLICT (id) DO NOTHING;
+INSERT INTO warehouse.stock (product_id, available) VALUES
+  (101, 50), (102, 200), (103, 100), (104, 30), (105, 150)
+ON CONFLICT (product_id) DO NOTHING;
+`;
+
+const MIGRATION_LOCK = 7_420_001;
+
+export async function migrate(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    await client.query(DDL);
+    await client.query(SEED);
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
+    client.release();
+  }
+}

@@ -1,0 +1,90 @@
+import { ServiceBroker, type LoggerConfig, type ServiceSchema } from "moleculer";
+import type { Config, ServiceName } from "./shared/config.js";
+import { openDatabase, type Database } from "./shared/database.js";
+import { channelsMiddleware, transporterOptions } from "./shared/messaging.js";
+import type { ServiceDeps } from "./shared/service-deps.js";
+import { PgEventStore } from "./event-store/pg-event-store.js";
+import { eventStoreService } from "./event-store/event-store.service.js";
+import { usersService } from "./users/users.service.js";
+import { productsService } from "./products/products.service.js";
+import { cartsService } from "./carts/carts.service.js";
+import { ordersService } from "./orders/orders.service.js";
+import { warehouseService } from "./warehouse/warehouse.service.js";
+import { paymentsService } from "./payments/payments.service.js";
+import { shippingService } from "./shipping/shipping.service.js";
+import { notificationsService } from "./notifications/notifications.service.js";
+import { projectionsService } from "./projections/projections.service.js";
+import { gatewayService } from "./gateway/gateway.service.js";
+import { sagaStyle } from "../sagas/index.js";
+
+export interface System {
+  config: Config;
+  broker: ServiceBroker;
+  db: Database;
+  store: PgEventStore;
+  /** The services this process runs. */
+  services: ServiceName[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface SystemOptions {
+  /** Use this database instead of opening one (tests share one across brokers). */
+  db?: Database;
+  logger?: LoggerConfig | boolean;
+}
+
+/**
+ * The one place where the pieces are wired: database, event store, saga style, transport and
+ * the services this process runs (`SERVICES`, all by default).
+ */
+export async function createSystem(config: Config, opts: SystemOptions = {}): Promise<System> {
+  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
+  const store = new PgEventStore(db.pool);
+  const style = sagaStyle(config.sagaMode, { config, db, store });
+  const deps: ServiceDeps = { config, db, store, drive: style.drive };
+
+  const factories: Partial<Record<ServiceName, () => ServiceSchema>> = {
+    "event-store": () => eventStoreService(deps),
+    users: () => usersService(deps),
+    products: () => productsService(deps),
+    carts: () => cartsService(deps),
+    orders: () => ordersService(deps),
+    warehouse: () => warehouseService(deps),
+    payments: () => paymentsService(deps),
+    shipping: () => shippingService(deps),
+    notifications: () => notificationsService(deps),
+    projections: () => projectionsService(deps),
+    gateway: () => gatewayService(deps),
+    ...style.services,
+  };
+
+  const broker = new ServiceBroker({
+    namespace: "saga-bench",
+    nodeID: config.nodeId,
+    transporter: transporterOptions(config),
+    logger: opts.logger ?? { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
+    // the channel adapters register one internal service per subscription: keep them quiet
+    logLevel: { "$CHANNEL*": "warn", REGISTRY: "warn", "**": config.logLevel },
+    requestTimeout: 10_000,
+    // Moleculer's own tracing stays off: spans come from the OpenTelemetry middleware
+    tracing: false,
+    middlewares: [channelsMiddleware(config)],
+  });
+
+  const running = config.services.filter((name) => factories[name]);
+  for (const name of running) broker.createService(factories[name]!());
+
+  return {
+    config,
+    broker,
+    db,
+    store,
+    services: running,
+    start: () => broker.start(),
+    async stop() {
+      await broker.stop();
+      if (!opts.db) await db.close();
+    },
+  };
+}
