@@ -1,0 +1,64 @@
+import net from "node:net";
+import pg from "pg";
+import { randomBytes } from "node:crypto";
+
+/**
+ * Which real services the tests may use. Under REQUIRE_SERVICES=1 (as .ci/run sets it) a test
+ * that needs an unreachable service fails instead of skipping.
+ */
+export const REQUIRE_SERVICES = process.env.REQUIRE_SERVICES === "1";
+
+export const POSTGRES_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+export const AMQP_URL = process.env.TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+
+function reachable(url: string): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: u.hostname, port: Number(u.port) }, () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.setTimeout(1_000, () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.on("error", () => resolve(false));
+  });
+}
+
+export type ServiceKind = "postgres" | "nats" | "amqp";
+const URLS: Record<ServiceKind, string> = { postgres: POSTGRES_URL, nats: NATS_URL, amqp: AMQP_URL };
+
+/**
+ * True when the service answers. When it does not: throws under REQUIRE_SERVICES=1, otherwise
+ * returns false so the caller skips, saying why.
+ */
+export async function available(kind: ServiceKind): Promise<boolean> {
+  const ok = await reachable(URLS[kind]);
+  if (!ok && REQUIRE_SERVICES) {
+    throw new Error(`REQUIRE_SERVICES=1 but ${kind} is not reachable at ${URLS[kind]}`);
+  }
+  if (!ok) console.warn(`[skip] ${kind} is not reachable at ${URLS[kind]}; its tests are skipped`);
+  return ok;
+}
+
+/** A new, empty database on the local PostgreSQL server; `drop()` removes it. */
+export async function freshPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `saga_test_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(POSTGRES_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: POSTGRES_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
