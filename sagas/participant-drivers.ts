@@ -87,8 +87,10 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
       const handler = (handlers as Record<string, CommandHandler<never>>)[reaction.run];
       const channel = channelOf(reaction.on);
       const consumer = `${participant}:${reaction.on}->${reaction.run}`;
-      channels[`${channel}->${reaction.run}`] = {
-        name: channel,
+      // the channel name is the key (the adapter prefixes it with the namespace), so a
+      // participant reacts to one event type in one way
+      if (channels[channel]) throw new Error(`${participant} has two reactions to ${reaction.on}`);
+      channels[channel] = {
         group: consumer,
         maxInFlight: MAX_IN_FLIGHT,
         async handler(this: Service, raw: unknown) {

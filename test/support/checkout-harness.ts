@@ -22,7 +22,7 @@ export interface ProductSeed {
 }
 
 const POLL_MS = 20;
-const SETTLE_TIMEOUT_MS = 20_000;
+const SETTLE_TIMEOUT_MS = 10_000;
 
 /**
  * One whole checkout system in this process (in-memory transport, PGlite in memory unless a
