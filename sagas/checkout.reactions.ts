@@ -63,4 +63,24 @@ export const checkoutReactions: readonly Reaction[] = [
     when: (e) => e.reason !== "stock_unavailable",
     build: (e) => ({ order_id: e.order_id, reason: e.reason }),
   }),
+
+  // out of time (the watchdog's event): the participant of the step in flight undoes it
+  reaction({
+    on: "CheckoutTimedOut",
+    run: "ReleaseStock",
+    when: (e) => e.undo_from === "reserve_stock",
+    build: (e) => ({ order_id: e.order_id, reason: "timeout" }),
+  }),
+  reaction({
+    on: "CheckoutTimedOut",
+    run: "RefundPayment",
+    when: (e) => e.undo_from === "charge_payment",
+    build: (e) => ({ order_id: e.order_id, reason: "timeout" }),
+  }),
+  reaction({
+    on: "CheckoutTimedOut",
+    run: "CancelShipment",
+    when: (e) => e.undo_from === "schedule_shipment",
+    build: (e) => ({ order_id: e.order_id, reason: "timeout" }),
+  }),
 ];

@@ -15,6 +15,9 @@ import type { Config } from "../services/shared/config.js";
 import type { Database } from "../services/shared/database.js";
 import type { PgEventStore } from "../services/event-store/pg-event-store.js";
 import { checkoutReactions, type OrderLookup } from "./checkout.reactions.js";
+import { checkoutSteps } from "./checkout.steps.js";
+
+const FORWARD = new Set<CommandType>(checkoutSteps.map((s) => s.invoke));
 
 /**
  * The two ways a participant is driven. Orchestrated: it subscribes to its own command channels.
@@ -96,6 +99,8 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
         async handler(this: Service, raw: unknown) {
           const message = parseEnvelope(raw);
           if (reaction.when && !reaction.when(message.data as never)) return;
+          // a checkout the watchdog timed out takes no further step forward
+          if (FORWARD.has(reaction.run) && (await deps.store.byAggregate("sagas", message.correlation_id)).length > 0) return;
           const data = await reaction.build(message.data as never, orderOf);
           await run(consumerDeps(deps, this), consumer, channel, message, handler, data as never);
         },

@@ -145,6 +145,13 @@ export const catalogue = {
     z.object({ order_id: orderId, channel: z.enum(["email", "sms"]), error: z.string(), attempt: z.number().int() }),
   ),
 
+  // choreography: the watchdog's word that a checkout ran out of time; the participant of the
+  // step in flight undoes it, and the usual compensation chain runs back from there
+  CheckoutTimedOut: event(
+    "sagas",
+    z.object({ order_id: orderId, undo_from: z.enum(["reserve_stock", "charge_payment", "schedule_shipment"]) }),
+  ),
+
   // commands (recorded by the orchestrator; choreography calls the same handlers directly)
   ReserveStock: command("warehouse", z.object({ order_id: orderId, items: z.array(stockLine).min(1) })),
   ReleaseStock: command("warehouse", z.object({ order_id: orderId, reason })),

@@ -20,6 +20,7 @@ export const ALL_SERVICES = [
   "notifications",
   "projections",
   "saga-orchestrator",
+  "saga-watchdog",
   "gateway",
 ] as const;
 export type ServiceName = (typeof ALL_SERVICES)[number];

@@ -1,0 +1,230 @@
+import { describe, expect, it } from "vitest";
+import { emit, newMessage, type AnyEmit, type AnyEnvelope, type DataOf, type CommandType } from "../services/shared/catalogue.js";
+import { checkoutSteps, initiation, type StepName } from "../sagas/checkout.steps.js";
+import { checkoutReactions } from "../sagas/checkout.reactions.js";
+import { decide, type CheckoutSaga, type SagaInput } from "../sagas/checkout.saga.js";
+import { stepToUndo } from "../sagas/checkout.watchdog.js";
+
+/**
+ * Parity of the two styles, without infrastructure: the orchestrator's step table (through its
+ * pure `decide`) and the choreography's reaction table are both run against the same model of
+ * the participants, and must send the same commands in the same order: the same forward steps,
+ * and on each failure the same compensations, newest step first, the order cancelled last.
+ */
+
+const ORDER: DataOf<"OrderInitiated"> = {
+  order_id: "order_1",
+  customer_id: 456,
+  cart_id: null,
+  total_amount: 100,
+  currency: "CAD",
+  items: [{ product_id: 101, product_name: "Laptop", quantity: 1, unit_price: 100 }],
+  shipping_address: { street: "1 Main", city: "Toronto", postal_code: "M5H 1A1" },
+  card_token: "tok_visa",
+};
+const CORRELATION = "checkout_parity";
+
+type Failure = "none" | "reserve_stock" | "charge_payment" | "schedule_shipment";
+
+/**
+ * What each participant answers, in a world where `failing` is the step that fails, and
+ * `hanging` the step whose participant never answers (until the deadline passes).
+ */
+function participants(failing: Failure, hanging: Failure = "none") {
+  const id = ORDER.order_id;
+  const stalled = hanging === "none" ? undefined : checkoutSteps.find((s) => s.name === hanging)!.invoke;
+  return (command: CommandType, data: Record<string, unknown>): AnyEmit[] => {
+    const reason = data.reason as DataOf<"OrderCancelled">["reason"];
+    if (command === stalled) return [];
+    switch (command) {
+      case "ReserveStock":
+        return failing === "reserve_stock"
+          ? [emit("StockUnavailable", { order_id: id, product_id: 101, requested: 1, available: 0 })]
+          : [emit("StockReserved", { order_id: id, product_id: 101, quantity: 1, line: 1, lines: 1 })];
+      case "ProcessPayment":
+        return failing === "charge_payment"
+          ? [emit("PaymentFailed", { order_id: id, amount: 100, reason: "insufficient_funds", error_code: "DECLINED_001" })]
+          : [emit("PaymentProcessed", { order_id: id, payment_id: "pay_1", transaction_id: "txn_1", amount: 100, currency: "CAD" })];
+      case "ScheduleShipment":
+        return failing === "schedule_shipment"
+          ? [emit("ShipmentFailed", { order_id: id, reason: "address_undeliverable" })]
+          : [emit("ShipmentScheduled", { order_id: id, shipment_id: "shp_1", carrier: "Canada Post", estimated_delivery: "2026-12-01" })];
+      case "ConfirmOrder":
+        return [emit("OrderConfirmed", { order_id: id, shipment_id: "shp_1", estimated_delivery: "2026-12-01" })];
+      case "SendNotification":
+        return [emit("NotificationSent", { order_id: id, channel: "email", recipient: "customer@example.com", template: "order_confirmed" })];
+      case "ReleaseStock":
+        return [emit("StockReleased", { order_id: id, lines: [{ product_id: 101, quantity: 1 }], reason })];
+      case "RefundPayment":
+        return [emit("PaymentRefunded", { order_id: id, payment_id: "pay_1", amount: 100, reason })];
+      case "CancelShipment":
+        return [emit("ShipmentCancelled", { order_id: id, shipment_id: "shp_1", reason })];
+      case "CancelOrder":
+        return [emit("OrderCancelled", { order_id: id, reason })];
+    }
+  };
+}
+
+const envelope = (e: AnyEmit): AnyEnvelope =>
+  ({ ...newMessage(e, { correlation_id: CORRELATION, service_name: "test" }), version: 1 }) as AnyEnvelope;
+
+type Sent = { command: CommandType; reason?: string };
+
+function runOrchestrated(failing: Failure, hanging: Failure = "none"): Sent[] {
+  const answer = participants(failing, hanging);
+  const sent: Sent[] = [];
+  let state: CheckoutSaga | null = null;
+  const queue: SagaInput[] = [envelope(emit("OrderInitiated", ORDER))];
+  let deadlinePassed = false;
+  while (queue.length || (hanging !== "none" && !deadlinePassed)) {
+    if (!queue.length) {
+      deadlinePassed = true;
+      queue.push({ event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() });
+    }
+    const d = decide(state, queue.shift()!);
+    if (!d) continue;
+    state = d.state;
+    for (const c of d.commands) {
+      sent.push({ command: c.type as CommandType, reason: (c.data as { reason?: string }).reason });
+      queue.push(...answer(c.type as CommandType, c.data as Record<string, unknown>).map(envelope));
+    }
+  }
+  return sent;
+}
+
+async function runChoreographed(failing: Failure, hanging: Failure = "none"): Promise<Sent[]> {
+  const answer = participants(failing, hanging);
+  const sent: Sent[] = [];
+  const log: AnyEnvelope[] = [];
+  const queue: AnyEnvelope[] = [envelope(emit("OrderInitiated", ORDER))];
+  let deadlinePassed = false;
+  while (queue.length || (hanging !== "none" && !deadlinePassed)) {
+    if (!queue.length) {
+      // everything has settled but the hanging step: the watchdog's turn
+      deadlinePassed = true;
+      const undo_from = stepToUndo(log);
+      if (undo_from) queue.push(envelope(emit("CheckoutTimedOut", { order_id: ORDER.order_id, undo_from })));
+      continue;
+    }
+    const event = queue.shift()!;
+    log.push(event);
+    for (const r of checkoutReactions.filter((x) => x.on === event.event_type)) {
+      if (r.when && !r.when(event.data as never)) continue;
+      const data = (await r.build(event.data as never, async () => ORDER)) as Record<string, unknown>;
+      sent.push({ command: r.run, reason: data.reason as string | undefined });
+      queue.push(...answer(r.run, data).map(envelope));
+    }
+  }
+  return sent;
+}
+
+const forward = (upTo: number): Sent[] => checkoutSteps.slice(0, upTo).map((s) => ({ command: s.invoke, reason: undefined }));
+
+describe("parity of the step table and the reaction table", () => {
+  it("both run the same forward steps when nothing fails", async () => {
+    const expected = forward(checkoutSteps.length);
+    expect(runOrchestrated("none")).toEqual(expected);
+    expect(await runChoreographed("none")).toEqual(expected);
+  });
+
+  const failures: { step: StepName; reason: string }[] = checkoutSteps
+    .filter((s) => s.failed)
+    .map((s) => ({ step: s.name, reason: s.reason! }));
+
+  it.each(failures)("both compensate a failure of $step the same way, newest step first", async ({ step, reason }) => {
+    const index = checkoutSteps.findIndex((s) => s.name === step);
+    // owed: the compensations of the steps before the failing one, in reverse, then the order
+    const owed = checkoutSteps
+      .slice(0, index)
+      .filter((s) => s.compensation)
+      .reverse()
+      .map((s) => ({ command: s.compensation!.command, reason }));
+    const expected = [...forward(index + 1), ...owed, { command: initiation.compensation.command, reason }];
+
+    expect(runOrchestrated(step as Failure)).toEqual(expected);
+    expect(await runChoreographed(step as Failure)).toEqual(expected);
+  });
+
+  const undoable = checkoutSteps.filter((s) => s.compensation).map((s) => ({ step: s.name }));
+
+  it.each(undoable)("both undo a checkout whose deadline passes during $step, that step included", async ({ step }) => {
+    const index = checkoutSteps.findIndex((s) => s.name === step);
+    const owed = checkoutSteps
+      .slice(0, index + 1)
+      .filter((s) => s.compensation)
+      .reverse()
+      .map((s) => ({ command: s.compensation!.command, reason: "timeout" }));
+    const expected = [...forward(index + 1), ...owed, { command: initiation.compensation.command, reason: "timeout" }];
+
+    expect(runOrchestrated("none", step as Failure)).toEqual(expected);
+    expect(await runChoreographed("none", step as Failure)).toEqual(expected);
+  });
+
+  it("every failure event and every compensation-done event has exactly one reaction", () => {
+    const triggers = [
+      ...checkoutSteps.flatMap((s) => (s.failed ? [s.failed] : [])),
+      ...checkoutSteps.flatMap((s) => (s.compensation ? [s.compensation.done] : [])),
+    ];
+    for (const t of triggers) {
+      expect(checkoutReactions.filter((r) => r.on === t), t).toHaveLength(1);
+    }
+  });
+
+  it("the choreography uses exactly the commands the step table names", () => {
+    const fromSteps = new Set<CommandType>([
+      ...checkoutSteps.flatMap((s) => [s.invoke, ...(s.compensation ? [s.compensation.command] : [])]),
+      initiation.compensation.command,
+    ]);
+    expect(new Set(checkoutReactions.map((r) => r.run))).toEqual(fromSteps);
+  });
+});
+
+describe("orchestrator decisions (given / when / then)", () => {
+  const start = () => decide(null, envelope(emit("OrderInitiated", ORDER)))!;
+
+  it("starts by reserving stock", () => {
+    const d = start();
+    expect(d.state.status).toBe("running");
+    expect(d.commands.map((c) => c.type)).toEqual(["ReserveStock"]);
+  });
+
+  it("ignores a second OrderInitiated for the same checkout", () => {
+    expect(decide(start().state, envelope(emit("OrderInitiated", ORDER)))).toBeNull();
+  });
+
+  it("waits for the last StockReserved of a multi-line order", () => {
+    const s = start().state;
+    const part = envelope(emit("StockReserved", { order_id: "order_1", product_id: 1, quantity: 1, line: 1, lines: 2 }));
+    const last = envelope(emit("StockReserved", { order_id: "order_1", product_id: 2, quantity: 1, line: 2, lines: 2 }));
+    expect(decide(s, part)).toBeNull();
+    expect(decide(s, last)!.commands.map((c) => c.type)).toEqual(["ProcessPayment"]);
+  });
+
+  it("ignores a late reply of a step it is no longer waiting for", () => {
+    const s = start().state;
+    expect(decide(s, envelope(emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" })))).toBeNull();
+  });
+
+  it("on its deadline, undoes the step in flight too, then cancels with reason timeout", () => {
+    let s = start().state;
+    s = decide(s, envelope(emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 })))!.state;
+    const d = decide(s, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() })!;
+    expect(d.state.status).toBe("compensating");
+    expect(d.state.pending_compensations).toEqual(["charge_payment", "reserve_stock", "initiate"]);
+    expect(d.commands).toEqual([{ type: "RefundPayment", data: { order_id: "order_1", reason: "timeout" }, aggregate_id: undefined }]);
+  });
+
+  it("lets a confirmed order stand when the deadline passes during the notification", () => {
+    let s = start().state;
+    for (const e of [
+      emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 }),
+      emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" }),
+      emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "s", carrier: "c", estimated_delivery: "2026-12-01" }),
+      emit("OrderConfirmed", { order_id: "order_1", shipment_id: "s", estimated_delivery: "2026-12-01" }),
+    ]) {
+      s = decide(s, envelope(e as AnyEmit))!.state;
+    }
+    expect(s.status).toBe("confirmed");
+    expect(decide(s, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() })).toBeNull();
+  });
+});
