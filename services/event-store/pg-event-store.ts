@@ -9,6 +9,8 @@ export class ConcurrencyError extends Error {
   readonly code = "23505";
 }
 
+const APPEND_LOCK = 7_420_000;
+
 const COLUMNS = `position, event_id, event_type, aggregate_type, aggregate_id, version, timestamp,
   correlation_id, service_name, data, metadata`;
 
@@ -51,6 +53,9 @@ export class PgEventStore {
    */
   async append(tx: Tx, messages: readonly AnyNewMessage[], expected?: Map<string, number>): Promise<StoredEvent[]> {
     if (messages.length === 0) return [];
+    // Appends queue on one lock held to commit, so positions commit in the order they are
+    // handed out: a follower that has seen position n can never later find a smaller one.
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [APPEND_LOCK]);
     const next = new Map<string, number>();
     const stored: StoredEvent[] = [];
     for (const m of messages) {
@@ -102,15 +107,13 @@ export class PgEventStore {
   }
 
   /**
-   * Reads on from `after`, but only events whose transaction is older than every transaction
-   * still running: positions are handed out before commit, so a later position can become
-   * visible before an earlier one. Followers (relay, projections) use this so they never skip.
+   * Reads on from `after` for followers (relay, projections). Because appends commit in
+   * position order (see `append`), what is visible is a gap-free prefix, and a follower that
+   * checkpoints the last position it handled never skips an event.
    */
   async readCommitted(after: number, limit: number, db: Queryable = this.pool): Promise<StoredEvent[]> {
     const { rows } = await db.query(
-      `SELECT ${COLUMNS} FROM event_store.events
-        WHERE position > $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
-        ORDER BY position LIMIT $2`,
+      `SELECT ${COLUMNS} FROM event_store.events WHERE position > $1 ORDER BY position LIMIT $2`,
       [after, limit],
     );
     return rows.map(toStored);

@@ -18,9 +18,6 @@ CREATE TABLE IF NOT EXISTS event_store.events (
   service_name   TEXT        NOT NULL,
   data           JSONB       NOT NULL,
   metadata       JSONB       NOT NULL,
-  -- the writing transaction: followers read only below the oldest running one, so a position
-  -- that commits late is never skipped
-  tx_id          XID8        NOT NULL DEFAULT pg_current_xact_id(),
   UNIQUE (aggregate_type, aggregate_id, version)
 );
 CREATE INDEX IF NOT EXISTS events_type_idx ON event_store.events (event_type, position);
