@@ -94,7 +94,8 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
       // participant reacts to one event type in one way
       if (channels[channel]) throw new Error(`${participant} has two reactions to ${reaction.on}`);
       channels[channel] = {
-        group: consumer,
+        // NATS durable names allow no dots, wildcards or arrows
+        group: `${participant}_${reaction.on}_${reaction.run}`,
         maxInFlight: MAX_IN_FLIGHT,
         async handler(this: Service, raw: unknown) {
           const message = parseEnvelope(raw);

@@ -60,7 +60,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
   };
 
   const broker = new ServiceBroker({
-    namespace: "saga-bench",
+    namespace: config.namespace,
     nodeID: config.nodeId,
     transporter: transporterOptions(config),
     logger: opts.logger ?? { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },

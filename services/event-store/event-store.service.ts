@@ -4,6 +4,7 @@ import { NotFound } from "../shared/errors.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { replay } from "./aggregate-replay.js";
 import { EventFollower } from "./event-follower.js";
+import { relayPublisher, type RelayPublisher } from "./relay-publisher.js";
 import type { StoredEvent } from "./pg-event-store.js";
 
 const RELAY = "relay";
@@ -25,6 +26,7 @@ const page = {
 export function eventStoreService(deps: ServiceDeps): ServiceSchema {
   const { store, db } = deps;
   let relay: EventFollower | undefined;
+  let publisher: RelayPublisher | undefined;
 
   return {
     name: "event-store",
@@ -98,7 +100,8 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
       },
     },
     async started(this: Service) {
-      const broker = this.broker;
+      publisher = relayPublisher(deps.config, this.broker);
+      const out = publisher;
       relay = new EventFollower({
         name: RELAY,
         db,
@@ -107,9 +110,9 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
         pollMs: deps.config.relayPollMs,
         advisoryLock: RELAY_LOCK,
         async handle(events, upTo) {
-          // published in parallel within a batch: order across a batch's messages is not needed,
-          // since each message of a checkout is caused by one consumed earlier
-          await Promise.all(events.map((e) => broker.sendToChannel(channelOf(e.event_type), envelopeOf(e))));
+          // order within a batch is not needed: each message of a checkout is caused by one
+          // consumed earlier, so no two messages of a checkout race each other in one batch
+          await out.publish(events.map(envelopeOf));
           await store.saveCheckpoint(RELAY, upTo);
         },
       });
@@ -117,6 +120,7 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
     },
     async stopped() {
       await relay?.stop();
+      await publisher?.close();
     },
   };
 }

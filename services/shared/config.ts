@@ -35,6 +35,7 @@ const envSchema = z.object({
   PGLITE_DIR: z.string().trim().default(".data/pglite"),
   SERVICES: z.string().trim().optional(),
   NODE_ID: z.string().trim().optional(),
+  NAMESPACE: z.string().trim().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _ only").default("saga-bench"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   HOST: z.string().trim().optional(),
   API_KEYS: z.string().trim().optional(),
@@ -71,6 +72,8 @@ export interface Config {
   pgliteDir?: string;
   services: ServiceName[];
   nodeId?: string;
+  /** Moleculer namespace: separates systems sharing one broker (subjects, queues, streams). */
+  namespace: string;
   port: number;
   host: string;
   apiKeys: string[];
@@ -97,6 +100,7 @@ export function transportOf(url: string): Transport {
 
 function parseServices(list: string | undefined): ServiceName[] {
   if (!list || list === "*" || list === "all") return [...ALL_SERVICES];
+  if (list === "none") return []; // a client broker: calls services in other processes
   const names = list.split(",").map((s) => s.trim()).filter(Boolean);
   const unknown = names.filter((n) => !(ALL_SERVICES as readonly string[]).includes(n));
   if (unknown.length > 0) {
@@ -123,6 +127,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     pgliteDir: e.PGLITE_DIR === "memory" ? undefined : e.PGLITE_DIR,
     services: parseServices(e.SERVICES),
     nodeId: e.NODE_ID,
+    namespace: e.NAMESPACE,
     port: e.PORT,
     // Without API keys the gateway is open, so it only listens on loopback.
     host: e.HOST ?? (apiKeys.length > 0 ? "0.0.0.0" : "127.0.0.1"),

@@ -61,6 +61,8 @@ function channelsOptions(config: Config): object {
               queueOptions: { durable: true },
               exchangeOptions: { durable: true },
               messageOptions: { persistent: true },
+              // an event nobody subscribes to (yet) must not close the channel with 404
+              publishAssertExchange: { enabled: true, exchangeOptions: { durable: true } },
             },
           },
         },

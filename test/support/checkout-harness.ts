@@ -1,8 +1,11 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { isCommandType, type MessageType } from "../../services/shared/catalogue.js";
-import { loadConfig, type Config, type SagaMode } from "../../services/shared/config.js";
-import type { Database } from "../../services/shared/database.js";
+import { randomBytes } from "node:crypto";
+import { ALL_SERVICES, loadConfig, type Config, type SagaMode, type ServiceName } from "../../services/shared/config.js";
+import { openDatabase, type Database } from "../../services/shared/database.js";
+import { startService, type ClusterProcess } from "../../services/cluster.js";
+import { freshPostgresDatabase } from "./infrastructure.js";
 import { createSystem, type System } from "../../services/system.js";
 import type { OrderAccepted, OrderRequest } from "../../services/orders/orders.service.js";
 import type { OrderView } from "../../services/projections/order-projection.js";
@@ -12,6 +15,13 @@ export interface HarnessOptions {
   mode: SagaMode;
   env?: Record<string, string>;
   db?: Database;
+}
+
+export interface ClusterOptions {
+  mode: SagaMode;
+  /** nats://… or amqp://… */
+  transporter: string;
+  env?: Record<string, string>;
 }
 
 export interface ProductSeed {
@@ -29,10 +39,77 @@ const SETTLE_TIMEOUT_MS = 10_000;
  * database is given), with the helpers the behaviour suites need.
  */
 export class CheckoutHarness {
+  /** In cluster mode: the service processes, by service. */
+  readonly processes = new Map<ServiceName, ClusterProcess>();
+  private clusterEnv: NodeJS.ProcessEnv = {};
+  private cleanup: (() => Promise<void>)[] = [];
+  /** The last lines each service process printed, for failure messages. */
+  readonly logs = new Map<ServiceName, string[]>();
+
   private constructor(
     readonly system: System,
     readonly config: Config,
   ) {}
+
+  /**
+   * One process per service over a real broker and a fresh PostgreSQL database; this process
+   * runs only a client broker (SERVICES=none) to place orders and read results.
+   */
+  static async startCluster(opts: ClusterOptions): Promise<CheckoutHarness> {
+    const fresh = await freshPostgresDatabase();
+    const namespace = `t${randomBytes(4).toString("hex")}`;
+    const env: Record<string, string> = {
+      SAGA_MODE: opts.mode,
+      TRANSPORTER: opts.transporter,
+      DATABASE_URL: fresh.url,
+      NAMESPACE: namespace,
+      LOG_LEVEL: "warn",
+      RELAY_POLL_MS: "200",
+      PORT: "0",
+      ...opts.env,
+    };
+    const db = await openDatabase({ databaseUrl: fresh.url, poolSize: 5 });
+    const config = loadConfig({ ...env, SERVICES: "none" });
+    const system = await createSystem(config, { db, logger: false });
+    const h = new CheckoutHarness(system, config);
+    h.clusterEnv = { ...process.env, ...env };
+    h.cleanup.push(async () => {
+      await db.close();
+      await fresh.drop();
+    });
+    const services = ALL_SERVICES.filter(
+      (s) => s !== "gateway" && (opts.mode === "orchestrated" ? s !== "saga-watchdog" : s !== "saga-orchestrator"),
+    );
+    for (const s of services) h.spawn(s);
+    await system.start();
+    await system.broker.waitForServices([...services], 60_000);
+    return h;
+  }
+
+  private spawn(service: ServiceName): void {
+    const proc = startService(service, this.clusterEnv, (svc, line) => {
+      const lines = this.logs.get(svc) ?? [];
+      lines.push(line);
+      if (lines.length > 400) lines.shift();
+      this.logs.set(svc, lines);
+    });
+    this.processes.set(service, proc);
+  }
+
+  /** `kill -9` one service's process. */
+  async crash(service: ServiceName): Promise<void> {
+    const proc = this.processes.get(service);
+    if (!proc || proc.child.exitCode !== null) return;
+    const exited = new Promise((r) => proc.child.once("exit", r));
+    proc.child.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Starts a crashed service again and waits until the others see it. */
+  async restart(service: ServiceName): Promise<void> {
+    this.spawn(service);
+    await this.broker.waitForServices([service], 60_000);
+  }
 
   static async start(opts: HarnessOptions): Promise<CheckoutHarness> {
     const config = loadConfig({
@@ -64,7 +141,17 @@ export class CheckoutHarness {
   }
 
   async stop(): Promise<void> {
+    const exits = [...this.processes.values()]
+      .filter((p) => p.child.exitCode === null && p.child.signalCode === null)
+      .map((p) => {
+        const exited = new Promise((r) => p.child.once("exit", r));
+        p.child.kill("SIGTERM");
+        const force = setTimeout(() => p.child.kill("SIGKILL"), 10_000);
+        return exited.finally(() => clearTimeout(force));
+      });
+    await Promise.all(exits);
     await this.system.stop();
+    for (const c of this.cleanup) await c();
   }
 
   async seedProducts(products: ProductSeed[]): Promise<void> {

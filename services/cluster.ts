@@ -1,0 +1,88 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { ConfigError, loadConfig, type ServiceName } from "./shared/config.js";
+
+/**
+ * `npm run start:cluster`: one process per service on this machine, each running the same
+ * build with `SERVICES=<name>`. Every log line is prefixed with its service's name. Nothing is
+ * restarted: a process that dies stays dead (crash tests rely on that), and Ctrl-C stops all.
+ */
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const main = path.join(here, "main.ts");
+
+const COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
+
+export interface ClusterProcess {
+  service: ServiceName;
+  child: ChildProcess;
+}
+
+/** Starts one process per service; `env` is passed to each (plus SERVICES and NODE_ID). */
+export function startCluster(
+  services: readonly ServiceName[],
+  env: NodeJS.ProcessEnv,
+  onLine: (service: ServiceName, line: string, stream: "out" | "err") => void,
+): ClusterProcess[] {
+  return services.map((service) => startService(service, env, onLine));
+}
+
+export function startService(
+  service: ServiceName,
+  env: NodeJS.ProcessEnv,
+  onLine: (service: ServiceName, line: string, stream: "out" | "err") => void,
+): ClusterProcess {
+  // node itself runs the service (tsx as a loader, not a wrapper process), so a signal sent to
+  // the child reaches the service: `kill -9` in the crash tests is a real crash
+  const child = spawn(process.execPath, ["--import", "tsx", main], {
+    env: { ...env, SERVICES: service, NODE_ID: `${service}-${process.pid}-${Math.random().toString(36).slice(2, 6)}` },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  createInterface({ input: child.stdout! }).on("line", (l) => onLine(service, l, "out"));
+  createInterface({ input: child.stderr! }).on("line", (l) => onLine(service, l, "err"));
+  return { service, child };
+}
+
+async function run(): Promise<void> {
+  const config = loadConfig();
+  if (config.transport === "memory") {
+    throw new ConfigError("start:cluster needs a broker between the processes: set TRANSPORTER=nats://… or amqp://…");
+  }
+  if (!config.databaseUrl) {
+    throw new ConfigError("start:cluster needs a PostgreSQL server the processes share: set DATABASE_URL (embedded PGlite serves one process)");
+  }
+  const width = Math.max(...config.services.map((s) => s.length));
+  const colour = (i: number, s: string) => (process.stdout.isTTY ? `\x1b[${COLORS[i % COLORS.length]}m${s}\x1b[0m` : s);
+  const index = new Map(config.services.map((s, i) => [s, i]));
+  const procs = startCluster(config.services, process.env, (service, line, stream) => {
+    const out = `${colour(index.get(service)!, service.padEnd(width))} | ${line}\n`;
+    (stream === "err" ? process.stderr : process.stdout).write(out);
+  });
+  let alive = procs.length;
+  for (const { service, child } of procs) {
+    child.on("exit", (code, signal) => {
+      alive--;
+      process.stderr.write(`${service.padEnd(width)} | exited (${signal ?? `code ${code}`}); not restarted\n`);
+      if (alive === 0) process.exit(0);
+    });
+  }
+  const stop = (signal: NodeJS.Signals) => {
+    process.stderr.write(`cluster: ${signal}, stopping ${alive} process(es)\n`);
+    for (const { child } of procs) if (child.exitCode === null) child.kill("SIGTERM");
+    setTimeout(() => {
+      for (const { child } of procs) if (child.exitCode === null) child.kill("SIGKILL");
+      process.exit(1);
+    }, 10_000).unref();
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  run().catch((err) => {
+    console.error(err instanceof ConfigError ? `saga-bench: ${err.message}` : err);
+    process.exit(1);
+  });
+}

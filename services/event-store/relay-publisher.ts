@@ -1,0 +1,73 @@
+import amqp from "amqplib";
+import type { ServiceBroker } from "moleculer";
+import { channelOf, type AnyEnvelope } from "../shared/catalogue.js";
+import type { Config } from "../shared/config.js";
+
+/** How the relay hands stored messages to the broker; resolves once the broker holds them. */
+export interface RelayPublisher {
+  publish(batch: readonly AnyEnvelope[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * In memory and over NATS the channel adapter does the job: JetStream's publish resolves on the
+ * stream's acknowledgement. The AMQP adapter publishes on a plain channel without confirms, so
+ * over RabbitMQ the relay keeps its own confirm channel: a message counts as published only when
+ * RabbitMQ has confirmed it, and the checkpoint moves only after that.
+ */
+export function relayPublisher(config: Config, broker: ServiceBroker): RelayPublisher {
+  if (config.transport === "amqp") return new AmqpConfirmPublisher(config.transporterUrl!, config.namespace);
+  return {
+    async publish(batch) {
+      await Promise.all(batch.map((e) => broker.sendToChannel(channelOf(e.event_type), e)));
+    },
+    async close() {},
+  };
+}
+
+class AmqpConfirmPublisher implements RelayPublisher {
+  private connection?: amqp.ChannelModel;
+  private channel?: amqp.ConfirmChannel;
+  private readonly asserted = new Set<string>();
+
+  constructor(
+    private readonly url: string,
+    /** The channel adapter prefixes exchange names with the namespace; so must we. */
+    private readonly prefix: string,
+  ) {}
+
+  private async open(): Promise<amqp.ConfirmChannel> {
+    if (this.channel) return this.channel;
+    const connection = await amqp.connect(this.url, { noDelay: true });
+    const channel = await connection.createConfirmChannel();
+    const reset = () => {
+      this.channel = undefined;
+      this.connection = undefined;
+      this.asserted.clear();
+    };
+    connection.on("error", reset);
+    connection.on("close", reset);
+    channel.on("error", reset);
+    channel.on("close", reset);
+    this.connection = connection;
+    this.channel = channel;
+    return channel;
+  }
+
+  async publish(batch: readonly AnyEnvelope[]): Promise<void> {
+    const channel = await this.open();
+    for (const e of batch) {
+      const exchange = `${this.prefix}.${channelOf(e.event_type)}`;
+      if (!this.asserted.has(exchange)) {
+        await channel.assertExchange(exchange, "fanout", { durable: true });
+        this.asserted.add(exchange);
+      }
+      channel.publish(exchange, "", Buffer.from(JSON.stringify(e)), { persistent: true, contentType: "application/json" });
+    }
+    await channel.waitForConfirms();
+  }
+
+  async close(): Promise<void> {
+    await this.connection?.close().catch(() => undefined);
+  }
+}
