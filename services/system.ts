@@ -1,7 +1,7 @@
 import { ServiceBroker, type LoggerConfig, type ServiceSchema } from "moleculer";
 import type { Config, ServiceName } from "./shared/config.js";
 import { openDatabase, type Database } from "./shared/database.js";
-import { channelsMiddleware, transporterOptions } from "./shared/messaging.js";
+import { channelsMiddleware, duplicateDeliveryMiddleware, transporterOptions } from "./shared/messaging.js";
 import type { ServiceDeps } from "./shared/service-deps.js";
 import { PgEventStore } from "./event-store/pg-event-store.js";
 import { eventStoreService } from "./event-store/event-store.service.js";
@@ -69,7 +69,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     requestTimeout: 10_000,
     // Moleculer's own tracing stays off: spans come from the OpenTelemetry middleware
     tracing: false,
-    middlewares: [channelsMiddleware(config)],
+    middlewares: [channelsMiddleware(config), ...(config.duplicateDelivery ? [duplicateDeliveryMiddleware()] : [])],
   });
 
   const running = config.services.filter((name) => factories[name]);

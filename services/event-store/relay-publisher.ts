@@ -16,6 +16,19 @@ export interface RelayPublisher {
  * RabbitMQ has confirmed it, and the checkpoint moves only after that.
  */
 export function relayPublisher(config: Config, broker: ServiceBroker): RelayPublisher {
+  const publisher = basePublisher(config, broker);
+  if (!config.duplicateDelivery) return publisher;
+  // fault injection: as if the relay had crashed after publishing, before its checkpoint
+  return {
+    publish: async (batch) => {
+      await publisher.publish(batch);
+      await publisher.publish(batch);
+    },
+    close: () => publisher.close(),
+  };
+}
+
+function basePublisher(config: Config, broker: ServiceBroker): RelayPublisher {
   if (config.transport === "amqp") return new AmqpConfirmPublisher(config.transporterUrl!, config.namespace);
   return {
     async publish(batch) {

@@ -50,6 +50,7 @@ const envSchema = z.object({
   SAGA_TIMEOUT_MS: ms.default(120_000),
   MESSAGE_MAX_RETRIES: z.coerce.number().int().min(0).default(5),
   RELAY_POLL_MS: ms.default(1_000),
+  CHAOS_DUPLICATE_DELIVERY: z.enum(["0", "1", "true", "false"]).default("0"),
 });
 
 export type Transport = "memory" | "nats" | "amqp";
@@ -85,6 +86,8 @@ export interface Config {
   sagaTimeoutMs: number;
   maxRetries: number;
   relayPollMs: number;
+  /** Fault injection: the relay publishes every message twice and every consumer gets each twice. */
+  duplicateDelivery: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -145,6 +148,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     sagaTimeoutMs: e.SAGA_TIMEOUT_MS,
     maxRetries: e.MESSAGE_MAX_RETRIES,
     relayPollMs: e.RELAY_POLL_MS,
+    duplicateDelivery: e.CHAOS_DUPLICATE_DELIVERY === "1" || e.CHAOS_DUPLICATE_DELIVERY === "true",
   };
   return { ...config, ...overrides };
 }

@@ -70,6 +70,21 @@ function channelsOptions(config: Config): object {
   }
 }
 
+/**
+ * Fault injection (CHAOS_DUPLICATE_DELIVERY=1): every channel message reaches its handler twice,
+ * both copies at once, as a broker's redelivery after a lost acknowledgement would.
+ */
+export function duplicateDeliveryMiddleware(): Middleware {
+  return {
+    name: "DuplicateDelivery",
+    localChannel(next: (msg: unknown, raw: unknown) => Promise<unknown>) {
+      return async (msg: unknown, raw: unknown) => {
+        await Promise.all([next(msg, raw), next(msg, raw)]);
+      };
+    },
+  } as unknown as Middleware;
+}
+
 export interface HandlerContext {
   tx: Tx;
   /** The message being handled. */
@@ -108,6 +123,9 @@ export function messagesFrom(
 
 export type ConsumeOutcome = "handled" | "duplicate" | "dead-lettered";
 
+/** Counts of this process's consume outcomes (for /metrics and the redelivery tests). */
+export const consumeStats: Record<ConsumeOutcome, number> = { handled: 0, duplicate: 0, "dead-lettered": 0 };
+
 export interface Work<P> {
   /** Slow work outside the transaction (a provider call, a lookup in another service). */
   prepare?(): Promise<P>;
@@ -133,7 +151,10 @@ export async function consume<P>(
         consumer,
         message.event_id,
       ]);
-      if (seen.rowCount) return "duplicate";
+      if (seen.rowCount) {
+        consumeStats.duplicate++;
+        return "duplicate";
+      }
       const prepared = work.prepare ? await work.prepare() : (undefined as P);
       const outcome = await withTransaction(deps.pool, async (tx) => {
         const claimed = await tx.query(
@@ -146,10 +167,12 @@ export async function consume<P>(
         return "handled" as const;
       });
       if (outcome === "handled") committed();
+      consumeStats[outcome]++;
       return outcome;
     } catch (err) {
       if (attempt > deps.maxRetries) {
         await deadLetter(deps, consumer, channel, message, err, attempt);
+        consumeStats["dead-lettered"]++;
         return "dead-lettered";
       }
       deps.logger.warn(`${consumer}: ${message.event_type} ${message.event_id} failed (attempt ${attempt}): ${String(err)}`);
