@@ -1,5 +1,13 @@
 import type { Service, ServiceSchema } from "moleculer";
-import { channelOf, newMessage, parseEnvelope, type AnyEmit, type AnyNewMessage, type EventType } from "../services/shared/catalogue.js";
+import {
+  channelOf,
+  newMessage,
+  parseEnvelope,
+  type AnyEmit,
+  type AnyEnvelope,
+  type AnyNewMessage,
+  type EventType,
+} from "../services/shared/catalogue.js";
 import { withTransaction, type Tx } from "../services/shared/database.js";
 import { consume } from "../services/shared/messaging.js";
 import { committed } from "../services/shared/signals.js";
@@ -42,25 +50,28 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
   const deadlines = { saga: deps.config.sagaTimeoutMs, step: deps.config.stepTimeoutMs };
   let sweeper: NodeJS.Timeout | undefined;
 
+  /** Feeds one message to the saga (from its channel, or re-read from the event store). */
+  function handle(svc: Service, message: AnyEnvelope) {
+    return consume(consumerDeps(deps, svc), "saga-orchestrator", channelOf(message.event_type), message, {
+      handle: async ({ tx, cause }) => {
+        const { rows } = await tx.query("SELECT state FROM orchestrator.sagas WHERE correlation_id = $1 FOR UPDATE", [
+          cause.correlation_id,
+        ]);
+        const decision = decide((rows[0]?.state as CheckoutSaga) ?? null, cause);
+        if (!decision) return [];
+        await persist(tx, decision, deadlines);
+        return decision.commands;
+      },
+    });
+  }
+
   const channels: ServiceSchema["channels"] = {};
   for (const type of orchestratorInputs) {
-    const channel = channelOf(type);
-    channels[channel] = {
+    channels[channelOf(type)] = {
       group: "saga-orchestrator",
       maxInFlight: 16,
       async handler(this: Service, raw: unknown) {
-        const message = parseEnvelope(raw);
-        await consume(consumerDeps(deps, this), "saga-orchestrator", channel, message, {
-          handle: async ({ tx, cause }) => {
-            const { rows } = await tx.query("SELECT state FROM orchestrator.sagas WHERE correlation_id = $1 FOR UPDATE", [
-              cause.correlation_id,
-            ]);
-            const decision = decide((rows[0]?.state as CheckoutSaga) ?? null, cause);
-            if (!decision) return [];
-            await persist(tx, decision, deadlines);
-            return decision.commands;
-          },
-        });
+        await handle(this, parseEnvelope(raw));
       },
     };
   }
@@ -90,8 +101,9 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
         committed();
       }
     }
-    // a step unanswered past its deadline: send the same command again (same id, so a
-    // participant that did receive it the first time ignores the copy)
+    // A step unanswered past its deadline. The answer may be in the event store already (its
+    // message lost with a crashed process): feed the saga every answer its inbox has not seen.
+    // Otherwise send the same command again (same id: a participant that did get it ignores it).
     const stalled = await pool.query(
       `UPDATE orchestrator.sagas SET step_deadline_at = now() + make_interval(secs => $1::float8 / 1000)
         WHERE status IN ('running','compensating') AND step_deadline_at < now()
@@ -99,8 +111,19 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
       [deadlines.step],
     );
     for (const { correlation_id } of stalled.rows) {
-      const events = await deps.store.byAggregate("sagas", correlation_id);
-      const last = events[events.length - 1];
+      const all = await deps.store.byCorrelation(correlation_id);
+      const seen = await pool.query(
+        "SELECT message_id FROM messaging.inbox WHERE consumer = 'saga-orchestrator' AND message_id = ANY($1::uuid[])",
+        [all.map((e) => e.event_id)],
+      );
+      const handled = new Set(seen.rows.map((r) => r.message_id as string));
+      const missed = all.filter((e) => orchestratorInputs.includes(e.event_type as EventType) && !handled.has(e.event_id));
+      if (missed.length > 0) {
+        svc.logger.warn(`saga ${correlation_id}: re-reading ${missed.map((e) => e.event_type).join(", ")} from the event store`);
+        for (const { position: _, ...e } of missed) await handle(svc, e as AnyEnvelope);
+        continue;
+      }
+      const last = all.filter((e) => e.aggregate_type === "sagas").pop();
       if (!last) continue;
       svc.logger.warn(`saga ${correlation_id}: no answer to ${last.event_type} in time; sending it again`);
       const { position: _, ...envelope } = last;

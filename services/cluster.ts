@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { hostname } from "node:os";
 import { ConfigError, loadConfig, type ServiceName } from "./shared/config.js";
 
 /**
@@ -37,7 +38,10 @@ export function startService(
   // node itself runs the service (tsx as a loader, not a wrapper process), so a signal sent to
   // the child reaches the service: `kill -9` in the crash tests is a real crash
   const child = spawn(process.execPath, ["--import", "tsx", main], {
-    env: { ...env, SERVICES: service, NODE_ID: `${service}-${process.pid}-${Math.random().toString(36).slice(2, 6)}` },
+    // A stable node ID per service: over NATS the channel adapter binds each durable consumer's
+    // delivery subject to the node ID, so a process restarted under a new ID would never again
+    // receive that consumer's messages.
+    env: { ...env, SERVICES: service, NODE_ID: `${env.NODE_ID_PREFIX ?? hostname()}-${service}` },
     stdio: ["ignore", "pipe", "pipe"],
   });
   createInterface({ input: child.stdout! }).on("line", (l) => onLine(service, l, "out"));

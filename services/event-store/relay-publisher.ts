@@ -1,6 +1,6 @@
 import amqp from "amqplib";
 import type { ServiceBroker } from "moleculer";
-import { channelOf, type AnyEnvelope } from "../shared/catalogue.js";
+import { channelOf, MESSAGE_TYPES, type AnyEnvelope } from "../shared/catalogue.js";
 import type { Config } from "../shared/config.js";
 
 /** How the relay hands stored messages to the broker; resolves once the broker holds them. */
@@ -28,10 +28,30 @@ export function relayPublisher(config: Config, broker: ServiceBroker): RelayPubl
   };
 }
 
+interface NatsChannelAdapter {
+  addPrefixTopic(topic: string): string;
+  createStream(name: string, subjects: string[], opts: object): Promise<void>;
+}
+
 function basePublisher(config: Config, broker: ServiceBroker): RelayPublisher {
   if (config.transport === "amqp") return new AmqpConfirmPublisher(config.transporterUrl!, config.namespace);
+  let streams: Promise<void> | undefined;
+  // The NATS adapter creates a channel's stream when someone subscribes; a message on a channel
+  // nobody has subscribed to yet would be refused (503). Create every channel's stream first.
+  const ensureStreams = () =>
+    (streams ??= (async () => {
+      const adapter = (broker as unknown as { channelAdapter: NatsChannelAdapter }).channelAdapter;
+      for (const type of MESSAGE_TYPES) {
+        const subject = adapter.addPrefixTopic(channelOf(type));
+        await adapter.createStream(subject.split(".").join("_"), [subject], {});
+      }
+    })().catch((err) => {
+      streams = undefined;
+      throw err;
+    }));
   return {
     async publish(batch) {
+      if (config.transport === "nats") await ensureStreams();
       await Promise.all(batch.map((e) => broker.sendToChannel(channelOf(e.event_type), e)));
     },
     async close() {},

@@ -43,7 +43,7 @@ function channelsOptions(config: Config): object {
               url: config.transporterUrl,
               connectionOptions: {},
               streamConfig: { storage: "file" },
-              consumerOptions: { config: { deliver_policy: "new", ack_policy: "explicit", ack_wait: 30e9 } },
+              consumerOptions: { config: { deliver_policy: "new", ack_policy: "explicit", ack_wait: 10e9 } },
             },
           },
         },

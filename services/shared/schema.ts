@@ -203,13 +203,24 @@ ON CONFLICT (product_id) DO NOTHING;
 `;
 
 const MIGRATION_LOCK = 7_420_001;
+/** Bump when DDL or SEED change. */
+const SCHEMA_VERSION = 1;
 
+/**
+ * Creates the schemas and seed data once per version. A process that starts against a migrated
+ * database runs no DDL at all: the trigger DDL takes an exclusive lock on the events table,
+ * which would deadlock with the live traffic of the other processes.
+ */
 export async function migrate(pool: pg.Pool): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+    await client.query("CREATE TABLE IF NOT EXISTS public.saga_bench_schema (version INTEGER NOT NULL)");
+    const { rows } = await client.query("SELECT max(version) AS v FROM public.saga_bench_schema");
+    if (rows[0].v === SCHEMA_VERSION) return;
     await client.query(DDL);
     await client.query(SEED);
+    await client.query("INSERT INTO public.saga_bench_schema (version) VALUES ($1)", [SCHEMA_VERSION]);
   } finally {
     await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
     client.release();

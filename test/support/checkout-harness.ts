@@ -2,6 +2,9 @@ import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { isCommandType, type MessageType } from "../../services/shared/catalogue.js";
 import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { ALL_SERVICES, loadConfig, type Config, type SagaMode, type ServiceName } from "../../services/shared/config.js";
 import { openDatabase, type Database } from "../../services/shared/database.js";
 import { startService, type ClusterProcess } from "../../services/cluster.js";
@@ -32,7 +35,8 @@ export interface ProductSeed {
 }
 
 const POLL_MS = 20;
-const SETTLE_TIMEOUT_MS = 10_000;
+/** In-process a checkout settles in well under a second; a crashed consumer's messages come back after the broker's ack wait (10 s). */
+const SETTLE_TIMEOUT_MS = { local: 15_000, cluster: 60_000 };
 
 /**
  * One whole checkout system in this process (in-memory transport, PGlite in memory unless a
@@ -66,6 +70,7 @@ export class CheckoutHarness {
       LOG_LEVEL: "warn",
       RELAY_POLL_MS: "200",
       PORT: "0",
+      NODE_ID_PREFIX: namespace,
       ...opts.env,
     };
     const db = await openDatabase({ databaseUrl: fresh.url, poolSize: 5 });
@@ -86,8 +91,16 @@ export class CheckoutHarness {
     return h;
   }
 
+  /** Where each service process's whole log goes (one file per service). */
+  get logDir(): string {
+    return path.join(os.tmpdir(), "saga-bench-logs", this.config.namespace);
+  }
+
   private spawn(service: ServiceName): void {
+    fs.mkdirSync(this.logDir, { recursive: true });
+    const file = fs.createWriteStream(path.join(this.logDir, `${service}.log`), { flags: "a" });
     const proc = startService(service, this.clusterEnv, (svc, line) => {
+      file.write(`${line}\n`);
       const lines = this.logs.get(svc) ?? [];
       lines.push(line);
       if (lines.length > 400) lines.shift();
@@ -185,7 +198,8 @@ export class CheckoutHarness {
    * confirmed and notified; then until the read model shows it.
    */
   async settle(accepted: OrderAccepted): Promise<OrderView> {
-    const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+    const timeout = this.processes.size > 0 ? SETTLE_TIMEOUT_MS.cluster : SETTLE_TIMEOUT_MS.local;
+    const deadline = Date.now() + timeout;
     while (Date.now() < deadline) {
       const types = await this.businessEvents(accepted.correlation_id);
       if (types.includes("OrderCancelled") || types.includes("NotificationSent")) {
@@ -197,7 +211,7 @@ export class CheckoutHarness {
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
     const seen = await this.businessEvents(accepted.correlation_id);
-    throw new Error(`${accepted.order_id} did not settle within ${SETTLE_TIMEOUT_MS} ms; events so far: ${seen.join(", ")}`);
+    throw new Error(`${accepted.order_id} did not settle within ${timeout} ms; events so far: ${seen.join(", ")}`);
   }
 
   async checkout(body: OrderRequest & Record<string, unknown>): Promise<{ accepted: OrderAccepted; view: OrderView }> {
