@@ -2,12 +2,22 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    // whole systems start in these tests (PGlite, brokers): give them room, and run files one
-    // or two at a time on a small machine
+    // whole systems start in these tests (PGlite, brokers, one process per service): give them
+    // room, and run files two at a time on a small machine
     testTimeout: 60_000,
-    hookTimeout: 60_000,
+    hookTimeout: 120_000,
     pool: "forks",
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: { name: "checkout", include: ["test/**/*.test.ts"], exclude: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 0 } },
+      },
+      {
+        // these restart the machine's brokers: alone, after everything else
+        extends: true,
+        test: { name: "disruptive", include: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 1 }, fileParallelism: false },
+      },
+    ],
   },
 });
