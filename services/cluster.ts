@@ -57,10 +57,12 @@ async function run(): Promise<void> {
   if (!config.databaseUrl) {
     throw new ConfigError("start:cluster needs a PostgreSQL server the processes share: set DATABASE_URL (embedded PGlite serves one process)");
   }
-  const width = Math.max(...config.services.map((s) => s.length));
+  // the coordinator of the other style would be a process with nothing to run
+  const services = config.services.filter((s) => s !== (config.sagaMode === "orchestrated" ? "saga-watchdog" : "saga-orchestrator"));
+  const width = Math.max(...services.map((s) => s.length));
   const colour = (i: number, s: string) => (process.stdout.isTTY ? `\x1b[${COLORS[i % COLORS.length]}m${s}\x1b[0m` : s);
-  const index = new Map(config.services.map((s, i) => [s, i]));
-  const procs = startCluster(config.services, process.env, (service, line, stream) => {
+  const index = new Map(services.map((s, i) => [s, i]));
+  const procs = startCluster(services, process.env, (service, line, stream) => {
     const out = `${colour(index.get(service)!, service.padEnd(width))} | ${line}\n`;
     (stream === "err" ? process.stderr : process.stdout).write(out);
   });

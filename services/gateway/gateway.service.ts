@@ -2,6 +2,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ServiceDeps } from "../shared/service-deps.js";
+import { ALL_SERVICES } from "../shared/config.js";
 import type { CreateOrderParams, OrderAccepted } from "../orders/orders.service.js";
 import { SETTLED_EVENT, type Settled } from "../projections/projections.service.js";
 import type { OrderView } from "../projections/order-projection.js";
@@ -196,7 +197,10 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
             .sort();
           let database = "ok";
           await deps.db.pool.query("SELECT 1").catch((err: Error) => (database = err.message));
-          return { status: database === "ok" ? "ok" : "degraded", saga_mode: config.sagaMode, transport: config.transport, database, services };
+          const other = config.sagaMode === "orchestrated" ? "saga-watchdog" : "saga-orchestrator";
+          const missing = ALL_SERVICES.filter((s) => s !== other && !services.includes(s));
+          const ok = database === "ok" && missing.length === 0;
+          return { status: ok ? "ok" : "degraded", saga_mode: config.sagaMode, transport: config.transport, database, services, missing };
         },
       },
     },

@@ -56,6 +56,10 @@ export function problemFrom(err: ErrorLike, instance?: string): Problem {
     detail = errors.map((e) => e.message).join("; ");
   } else if (err.data && typeof err.data === "object" && Array.isArray((err.data as { issues?: unknown }).issues)) {
     errors = (err.data as { issues: Problem["errors"] }).issues;
+  } else if (err.name === "ServiceNotFoundError") {
+    // the broker knows no node running that action (yet, or any more)
+    status = 503;
+    detail = "a service this request needs is not running; try again shortly";
   } else if (status === 404 && err.name === "NotFoundError") {
     detail = "no such route";
   } else if (err.name === "ServiceNotAvailableError" || err.name === "ServiceUnavailableError") {

@@ -91,4 +91,32 @@ export function projectOrder(view: OrderView | undefined, e: AnyEnvelope, user?:
   }
 }
 
+/** The view's fields in reading order; JSONB keeps keys in its own order, so reads restore this one. */
+const VIEW_KEYS: (keyof OrderView)[] = [
+  "order_id",
+  "correlation_id",
+  "status",
+  "cancellation_reason",
+  "user_id",
+  "user_email",
+  "user_name",
+  "total_amount",
+  "currency",
+  "items",
+  "shipping_address",
+  "payment",
+  "shipment",
+  "estimated_delivery",
+  "notified",
+  "saga_mode",
+  "created_at",
+  "completed_at",
+  "saga_duration_ms",
+  "timeline",
+];
+
+export function inViewOrder(v: OrderView): OrderView {
+  return Object.fromEntries(VIEW_KEYS.map((k) => [k, v[k]])) as unknown as OrderView;
+}
+
 export const isTerminal = (v: OrderView): boolean => v.status !== "pending";

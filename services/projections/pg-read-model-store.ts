@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { withTransaction } from "../shared/database.js";
-import type { OrderView } from "./order-projection.js";
+import { inViewOrder, type OrderView } from "./order-projection.js";
 import type { OrderStatistics, ReadModelStore } from "./read-model-store.js";
 
 const CHECKPOINT = "projections";
@@ -42,12 +42,12 @@ export class PgReadModelStore implements ReadModelStore {
 
   async order(orderId: string): Promise<OrderView | null> {
     const { rows } = await this.pool.query("SELECT doc FROM read_model.orders WHERE order_id = $1", [orderId]);
-    return rows[0]?.doc ?? null;
+    return rows[0] ? inViewOrder(rows[0].doc) : null;
   }
 
   async byCorrelation(correlationId: string): Promise<OrderView | null> {
     const { rows } = await this.pool.query("SELECT doc FROM read_model.orders WHERE correlation_id = $1", [correlationId]);
-    return rows[0]?.doc ?? null;
+    return rows[0] ? inViewOrder(rows[0].doc) : null;
   }
 
   async ordersOfUser(userId: number, limit: number): Promise<OrderView[]> {
@@ -55,7 +55,7 @@ export class PgReadModelStore implements ReadModelStore {
       "SELECT doc FROM read_model.orders WHERE user_id = $1 ORDER BY started_at DESC, order_id DESC LIMIT $2",
       [userId, limit],
     );
-    return rows.map((r) => r.doc);
+    return rows.map((r) => inViewOrder(r.doc));
   }
 
   async statistics(): Promise<OrderStatistics> {
