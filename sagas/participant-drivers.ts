@@ -1,14 +1,13 @@
 import type { Service, ServiceSchema } from "moleculer";
 import {
   channelOf,
-  parseEnvelope,
   participantOf,
   type AnyEnvelope,
   type CommandType,
   type DataOf,
   type Participant,
 } from "../services/shared/catalogue.js";
-import { consume, type ConsumerDeps } from "../services/shared/messaging.js";
+import { consume, receive, type ConsumerDeps } from "../services/shared/messaging.js";
 import type { CommandHandler, ParticipantHandlers } from "../services/shared/participant.js";
 import type { ParticipantDriver } from "../services/shared/service-deps.js";
 import type { Config } from "../services/shared/config.js";
@@ -45,17 +44,21 @@ export function consumerDeps(deps: DriverDeps, svc: Service): ConsumerDeps {
   };
 }
 
+/** Runs a participant's command for one message; building the command is retried with it. */
 function run<C extends CommandType>(
   deps: ConsumerDeps,
   consumer: string,
   channel: string,
   message: AnyEnvelope,
   handler: CommandHandler<DataOf<C>>,
-  data: DataOf<C>,
+  command: () => DataOf<C> | Promise<DataOf<C>>,
 ) {
   return consume(deps, consumer, channel, message, {
-    prepare: handler.prepare ? () => handler.prepare!(data) : undefined,
-    handle: ({ tx, cause, prepared }) => handler.handle(data, { tx, cause, prepared }),
+    prepare: async () => {
+      const data = await command();
+      return { data, prepared: handler.prepare ? await handler.prepare(data) : undefined };
+    },
+    handle: ({ tx, cause, prepared }) => handler.handle(prepared.data, { tx, cause, prepared: prepared.prepared }),
   });
 }
 
@@ -68,8 +71,10 @@ export function orchestratedDriver(deps: DriverDeps): ParticipantDriver {
         group: participant,
         maxInFlight: MAX_IN_FLIGHT,
         async handler(this: Service, raw: unknown) {
-          const message = parseEnvelope(raw);
-          await run(consumerDeps(deps, this), `${participant}:${command}`, channel, message, handler, message.data as never);
+          const consumer = `${participant}:${command}`;
+          const cdeps = consumerDeps(deps, this);
+          const message = await receive(cdeps, consumer, channel, raw);
+          if (message) await run(cdeps, consumer, channel, message, handler, () => message.data as never);
         },
       };
     }
@@ -98,12 +103,13 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
         group: `${participant}_${reaction.on}_${reaction.run}`,
         maxInFlight: MAX_IN_FLIGHT,
         async handler(this: Service, raw: unknown) {
-          const message = parseEnvelope(raw);
+          const cdeps = consumerDeps(deps, this);
+          const message = await receive(cdeps, consumer, channel, raw);
+          if (!message) return;
           if (reaction.when && !reaction.when(message.data as never)) return;
           // a checkout the watchdog timed out takes no further step forward
           if (FORWARD.has(reaction.run) && (await deps.store.byAggregate("sagas", message.correlation_id)).length > 0) return;
-          const data = await reaction.build(message.data as never, orderOf);
-          await run(consumerDeps(deps, this), consumer, channel, message, handler, data as never);
+          await run(cdeps, consumer, channel, message, handler, () => reaction.build(message.data as never, orderOf) as never);
         },
       };
     }

@@ -2,14 +2,13 @@ import type { Service, ServiceSchema } from "moleculer";
 import {
   channelOf,
   newMessage,
-  parseEnvelope,
   type AnyEmit,
   type AnyEnvelope,
   type AnyNewMessage,
   type EventType,
 } from "../services/shared/catalogue.js";
 import { withTransaction, type Tx } from "../services/shared/database.js";
-import { consume } from "../services/shared/messaging.js";
+import { consume, receive } from "../services/shared/messaging.js";
 import { committed } from "../services/shared/signals.js";
 import { NotFound } from "../services/shared/errors.js";
 import { decide, type CheckoutSaga, type Decision } from "./checkout.saga.js";
@@ -71,7 +70,8 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
       group: "saga-orchestrator",
       maxInFlight: 16,
       async handler(this: Service, raw: unknown) {
-        await handle(this, parseEnvelope(raw));
+        const message = await receive(consumerDeps(deps, this), "saga-orchestrator", channelOf(type), raw);
+        if (message) await handle(this, message);
       },
     };
   }

@@ -7,7 +7,8 @@ import { AMQP_URL, NATS_URL, available } from "./support/infrastructure.js";
 
 /**
  * Crash tests: while 200 checkouts are in flight, `kill -9` the warehouse process, then the
- * payments process, then (orchestrated) the orchestrator, restarting each. Afterwards every
+ * payments process, then (orchestrated) the orchestrator, then the event store's (the relay),
+ * restarting each. Afterwards every
  * order is confirmed or cancelled and the audit finds nothing lost, stuck or charged twice.
  */
 
@@ -75,10 +76,11 @@ for (const [kind, url] of [
 ] as const) {
   const up = postgres && (await available(kind));
   describe.each(SAGA_MODES)(`crash recovery over ${kind} (%s)`, (mode) => {
-    it.skipIf(!up)(`survives kill -9 of participants${mode === "orchestrated" ? " and the orchestrator" : ""} with ${CHECKOUTS} checkouts in flight`, async () => {
+    it.skipIf(!up)(`survives kill -9 of warehouse, payments, ${mode === "orchestrated" ? "orchestrator, " : ""}relay with ${CHECKOUTS} checkouts in flight`, async () => {
       const h = await CheckoutHarness.startCluster({ mode, transporter: url, env: ENV });
       try {
-        const victims: ServiceName[] = ["warehouse", "payments", ...(mode === "orchestrated" ? (["saga-orchestrator"] as const) : [])];
+        // the event store's process runs the relay: its restart resumes from the checkpoint
+        const victims: ServiceName[] = ["warehouse", "payments", ...(mode === "orchestrated" ? (["saga-orchestrator"] as const) : []), "event-store"];
         await crashRun(h, victims);
       } catch (err) {
         const dead = await h.pool.query("SELECT consumer, channel, error FROM messaging.dead_letters").catch(() => ({ rows: [] }));

@@ -2,7 +2,8 @@ import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import type { Middleware } from "moleculer";
 import type { BrokerOptions, LoggerInstance } from "moleculer";
 import type pg from "pg";
-import { type AnyEnvelope, type AnyEmit, type AnyNewMessage, newMessage } from "./catalogue.js";
+import { randomUUID } from "node:crypto";
+import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyNewMessage, newMessage } from "./catalogue.js";
 import type { Config } from "./config.js";
 import { withTransaction, type Tx } from "./database.js";
 import type { PgEventStore, StoredEvent } from "../event-store/pg-event-store.js";
@@ -181,19 +182,31 @@ export async function consume<P>(
   }
 }
 
-async function deadLetter(
-  deps: ConsumerDeps,
-  consumer: string,
-  channel: string,
-  message: AnyEnvelope,
-  err: unknown,
-  attempts: number,
-): Promise<void> {
-  deps.logger.error(`${consumer}: ${message.event_type} ${message.event_id} dead-lettered after ${attempts} attempts: ${String(err)}`);
+/**
+ * Parses a channel message against the catalogue. One that does not match can never succeed, so
+ * it is dead-lettered at once (and acknowledged) instead of being retried.
+ */
+export async function receive(deps: ConsumerDeps, consumer: string, channel: string, raw: unknown): Promise<AnyEnvelope | null> {
+  try {
+    return parseEnvelope(raw);
+  } catch (err) {
+    if (!(err instanceof ContractError)) throw err;
+    await deadLetter(deps, consumer, channel, raw, err, 1);
+    consumeStats["dead-lettered"]++;
+    return null;
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+async function deadLetter(deps: ConsumerDeps, consumer: string, channel: string, message: unknown, err: unknown, attempts: number): Promise<void> {
+  const m = (message ?? {}) as { event_id?: unknown; event_type?: unknown };
+  const id = typeof m.event_id === "string" && UUID.test(m.event_id) ? m.event_id : randomUUID();
+  deps.logger.error(`${consumer}: ${String(m.event_type)} ${id} dead-lettered after ${attempts} attempt(s): ${String(err)}`);
   await deps.pool.query(
     `INSERT INTO messaging.dead_letters (consumer, channel, message_id, envelope, error, attempts)
      VALUES ($1, $2, $3, $4, $5, $6)`,
-    [consumer, channel, message.event_id, JSON.stringify(message), String(err instanceof Error ? err.stack : err), attempts],
+    [consumer, channel, id, JSON.stringify(message ?? null), String(err instanceof Error ? err.stack ?? err.message : err), attempts],
   );
 }
 
