@@ -11,6 +11,7 @@ import { withTransaction, type Tx } from "../services/shared/database.js";
 import { consume, receive } from "../services/shared/messaging.js";
 import { committed } from "../services/shared/signals.js";
 import { NotFound } from "../services/shared/errors.js";
+import { deadlineSweep } from "./deadline-sweep.js";
 import { decide, type CheckoutSaga, type Decision } from "./checkout.saga.js";
 import { checkoutSteps, initiation } from "./checkout.steps.js";
 import { consumerDeps, type DriverDeps } from "./participant-drivers.js";
@@ -24,7 +25,6 @@ export const orchestratorInputs: EventType[] = [
   ]),
 ];
 
-const SWEEP_MS = 1_000;
 
 async function persist(tx: Tx, d: Decision, deadlines: { saga: number; step: number }): Promise<void> {
   const s = d.state;
@@ -47,7 +47,6 @@ async function persist(tx: Tx, d: Decision, deadlines: { saga: number; step: num
 export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
   const { pool } = deps.db;
   const deadlines = { saga: deps.config.sagaTimeoutMs, step: deps.config.stepTimeoutMs };
-  let sweeper: NodeJS.Timeout | undefined;
 
   /** Feeds one message to the saga (from its channel, or re-read from the event store). */
   function handle(svc: Service, message: AnyEnvelope) {
@@ -133,6 +132,7 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
 
   return {
     name: "saga-orchestrator",
+    mixins: [deadlineSweep(sweep)],
     channels,
     actions: {
       get: {
@@ -154,21 +154,6 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
           return rows[0].n as number;
         },
       },
-    },
-    started(this: Service) {
-      const tick = () => {
-        sweep(this)
-          .catch((err) => this.logger.error(`deadline sweep failed: ${String(err)}`))
-          .finally(() => {
-            if (sweeper) sweeper = setTimeout(tick, SWEEP_MS);
-          });
-      };
-      sweeper = setTimeout(tick, SWEEP_MS);
-    },
-    stopped() {
-      const t = sweeper;
-      sweeper = undefined;
-      clearTimeout(t);
     },
   };
 }

@@ -3,9 +3,9 @@ import { emit, newMessage } from "../services/shared/catalogue.js";
 import { withTransaction } from "../services/shared/database.js";
 import { committed } from "../services/shared/signals.js";
 import type { DriverDeps } from "./participant-drivers.js";
+import { deadlineSweep } from "./deadline-sweep.js";
 import { stepToUndo } from "./checkout.watchdog.js";
 
-const SWEEP_MS = 1_000;
 
 /**
  * Choreography has no coordinator, but checkouts still have a deadline. The watchdog finds
@@ -14,7 +14,6 @@ const SWEEP_MS = 1_000;
  */
 export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
   const { pool } = deps.db;
-  let timer: NodeJS.Timeout | undefined;
 
   async function sweep(svc: Service): Promise<void> {
     const { rows } = await pool.query(
@@ -45,19 +44,6 @@ export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
 
   return {
     name: "saga-watchdog",
-    started(this: Service) {
-      const tick = () =>
-        sweep(this)
-          .catch((err) => this.logger.error(`deadline sweep failed: ${String(err)}`))
-          .finally(() => {
-            if (timer) timer = setTimeout(tick, SWEEP_MS);
-          });
-      timer = setTimeout(tick, SWEEP_MS);
-    },
-    stopped() {
-      const t = timer;
-      timer = undefined;
-      clearTimeout(t);
-    },
+    mixins: [deadlineSweep(sweep)],
   };
 }

@@ -4,7 +4,7 @@ import { SAGA_MODES } from "../services/shared/config.js";
 import type { OrderAccepted } from "../services/orders/orders.service.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 import { auditCheckouts } from "./support/audit.js";
-import { AMQP_URL, NATS_URL, available } from "./support/infrastructure.js";
+import { BROKERS, clusterAvailable } from "./support/infrastructure.js";
 
 /**
  * A broker restart in the middle of a run loses no order. This file restarts the machine's
@@ -74,12 +74,8 @@ async function placeUntilAccepted(h: CheckoutHarness, i: number): Promise<OrderA
   }
 }
 
-const postgres = await available("postgres");
-for (const [kind, url] of [
-  ["amqp", AMQP_URL],
-  ["nats", NATS_URL],
-] as const) {
-  const up = postgres && (await available(kind));
+for (const { kind, url } of BROKERS) {
+  const up = await clusterAvailable(kind);
   describe.each(SAGA_MODES)(`${kind} restart during a run (%s)`, (mode) => {
     it.skipIf(!up)(`loses no order of ${CHECKOUTS} when ${kind === "amqp" ? "RabbitMQ" : "NATS"} restarts mid-run`, async () => {
       const h = await CheckoutHarness.startCluster({ mode, transporter: url, env: { PAYMENT_LATENCY_MS: "20", SAGA_STEP_TIMEOUT_MS: "5000" } });

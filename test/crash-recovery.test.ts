@@ -3,7 +3,7 @@ import { SAGA_MODES, type ServiceName } from "../services/shared/config.js";
 import type { OrderAccepted } from "../services/orders/orders.service.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 import { auditCheckouts } from "./support/audit.js";
-import { AMQP_URL, NATS_URL, available } from "./support/infrastructure.js";
+import { BROKERS, clusterAvailable } from "./support/infrastructure.js";
 
 /**
  * Crash tests: while 200 checkouts are in flight, `kill -9` the warehouse process, then the
@@ -69,12 +69,8 @@ async function crashRun(h: CheckoutHarness, victims: ServiceName[]): Promise<voi
   expect(statuses.rows.reduce((sum, r) => sum + r.n, 0)).toBe(CHECKOUTS);
 }
 
-const postgres = await available("postgres");
-for (const [kind, url] of [
-  ["nats", NATS_URL],
-  ["amqp", AMQP_URL],
-] as const) {
-  const up = postgres && (await available(kind));
+for (const { kind, url } of BROKERS) {
+  const up = await clusterAvailable(kind);
   describe.each(SAGA_MODES)(`crash recovery over ${kind} (%s)`, (mode) => {
     it.skipIf(!up)(`survives kill -9 of warehouse, payments, ${mode === "orchestrated" ? "orchestrator, " : ""}relay with ${CHECKOUTS} checkouts in flight`, async () => {
       const h = await CheckoutHarness.startCluster({ mode, transporter: url, env: ENV });

@@ -62,3 +62,14 @@ export async function freshPostgresDatabase(): Promise<{ url: string; drop(): Pr
     },
   };
 }
+
+/** The brokers the multi-process suites run over. */
+export const BROKERS = [
+  { kind: "nats", url: NATS_URL },
+  { kind: "amqp", url: AMQP_URL },
+] as const;
+
+/** A cluster needs PostgreSQL and the broker (same rules as `available`). */
+export async function clusterAvailable(kind: "nats" | "amqp"): Promise<boolean> {
+  return (await available("postgres")) && (await available(kind));
+}
