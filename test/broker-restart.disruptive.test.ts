@@ -44,7 +44,7 @@ const restart = {
     await waitFor(() => portOpen(5672), "RabbitMQ starting");
   },
   async nats(): Promise<void> {
-    const pid = execSync("pgrep -f 'nats-server.*-p 4222'").toString().trim().split("\n")[0];
+    const pid = execSync("pgrep -f '^/usr/sbin/nats-server .*-p 4222'").toString().trim().split("\n")[0];
     process.kill(Number(pid), "SIGTERM");
     await waitFor(() => !portOpen(4222), "NATS stopping");
     await sleep(1_000);

@@ -5,9 +5,8 @@ import type { Queryable, Tx } from "../shared/database.js";
 /** A stored message with its global position. */
 export type StoredEvent = AnyEnvelope & { readonly position: number };
 
-export class ConcurrencyError extends Error {
-  readonly code = "23505";
-}
+/** The aggregate moved on since the caller read it (`expected` version); retrying will not help. */
+export class ConcurrencyError extends Error {}
 
 const APPEND_LOCK = 7_420_000;
 
@@ -47,9 +46,9 @@ export class PgEventStore {
   constructor(private readonly pool: pg.Pool) {}
 
   /**
-   * Appends messages, numbering each aggregate's versions on from its last one. A concurrent
-   * writer of the same aggregate makes the insert fail with a unique violation, which
-   * `withTransaction` retries from the start (optimistic concurrency).
+   * Appends messages, numbering each aggregate's versions on from its last one. With `expected`
+   * (aggregate key → version the caller saw) it refuses an aggregate that has moved on. The
+   * UNIQUE (aggregate, version) constraint stays the last line against a second writer.
    */
   async append(tx: Tx, messages: readonly AnyNewMessage[], expected?: Map<string, number>): Promise<StoredEvent[]> {
     if (messages.length === 0) return [];
