@@ -23,20 +23,22 @@ export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
       [deps.config.sagaTimeoutMs],
     );
     for (const { order_id, correlation_id } of rows) {
-      const events = await deps.store.byCorrelation(correlation_id);
-      const undo_from = stepToUndo(events);
-      if (!undo_from) continue;
-      const message = newMessage(emit("CheckoutTimedOut", { order_id, undo_from }), {
-        correlation_id,
-        service_name: "saga-watchdog",
-        metadata: { saga_mode: deps.config.sagaMode },
+      const undone = await withTransaction(pool, async (tx) => {
+        // Decided under the append lock: no participant's event can commit between reading the
+        // checkout's events and recording the timeout, so the step chosen is the one in flight.
+        await deps.store.lockAppends(tx);
+        const undo_from = stepToUndo(await deps.store.byCorrelation(correlation_id, tx));
+        if (!undo_from) return null;
+        const message = newMessage(emit("CheckoutTimedOut", { order_id, undo_from }), {
+          correlation_id,
+          service_name: "saga-watchdog",
+          metadata: { saga_mode: deps.config.sagaMode },
+        });
+        await deps.store.append(tx, [message]);
+        return undo_from;
       });
-      // expecting version 0 of the saga's stream: two watchdogs cannot both time it out
-      const recorded = await withTransaction(pool, (tx) =>
-        deps.store.append(tx, [message], new Map([[`sagas/${correlation_id}`, 0]])),
-      ).catch(() => []);
-      if (recorded.length) {
-        svc.logger.warn(`checkout ${correlation_id} passed its deadline during ${undo_from}; compensating`);
+      if (undone) {
+        svc.logger.warn(`checkout ${correlation_id} passed its deadline during ${undone}; compensating`);
         committed();
       }
     }

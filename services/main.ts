@@ -14,6 +14,14 @@ async function main(): Promise<void> {
   await system.start();
   if (system.services.includes("gateway")) log.info(`gateway listening on http://${config.host}:${config.port}`);
 
+  // The channel adapters' error paths can reject with nobody listening while the broker is
+  // going away (the AMQP adapter re-publishes a failed message on the channel that just closed).
+  // Such a message was never acknowledged, so the broker delivers it again after the reconnect
+  // and the consumer's inbox absorbs any copy: log it rather than let it end the process.
+  process.on("unhandledRejection", (reason) => {
+    log.error(`unhandled rejection (process kept running): ${reason instanceof Error ? reason.stack : String(reason)}`);
+  });
+
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;

@@ -78,7 +78,7 @@ for (const { kind, url } of BROKERS) {
   const up = await clusterAvailable(kind);
   describe.each(SAGA_MODES)(`${kind} restart during a run (%s)`, (mode) => {
     it.skipIf(!up)(`loses no order of ${CHECKOUTS} when ${kind === "amqp" ? "RabbitMQ" : "NATS"} restarts mid-run`, async () => {
-      const h = await CheckoutHarness.startCluster({ mode, transporter: url, env: { PAYMENT_LATENCY_MS: "20", SAGA_STEP_TIMEOUT_MS: "5000" } });
+      const h = await CheckoutHarness.startCluster({ mode, transporter: url, env: { PAYMENT_LATENCY_MS: "300", SAGA_STEP_TIMEOUT_MS: "5000", LOG_LEVEL: process.env.RESTART_LOG_LEVEL ?? "warn" } });
       try {
         await h.seedProducts(PRODUCTS);
         const accepted: OrderAccepted[] = [];

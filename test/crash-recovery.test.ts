@@ -20,7 +20,7 @@ const PRODUCTS = [
 ];
 const ENV = {
   // keep checkouts in flight long enough to be cut in the middle
-  PAYMENT_LATENCY_MS: "40",
+  PAYMENT_LATENCY_MS: "150",
   SAGA_STEP_TIMEOUT_MS: "5000",
 };
 

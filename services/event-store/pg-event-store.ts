@@ -54,7 +54,7 @@ export class PgEventStore {
     if (messages.length === 0) return [];
     // Appends queue on one lock held to commit, so positions commit in the order they are
     // handed out: a follower that has seen position n can never later find a smaller one.
-    await tx.query("SELECT pg_advisory_xact_lock($1)", [APPEND_LOCK]);
+    await this.lockAppends(tx);
     const next = new Map<string, number>();
     const stored: StoredEvent[] = [];
     for (const m of messages) {
@@ -94,6 +94,14 @@ export class PgEventStore {
     }
     await tx.query("SELECT pg_notify('event_store', $1)", [String(stored[stored.length - 1].position)]);
     return stored;
+  }
+
+  /**
+   * Waits until no other transaction is appending, and keeps it so until this one ends: what the
+   * caller then reads is every event committed so far, and none can commit before it does.
+   */
+  async lockAppends(tx: Tx): Promise<void> {
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [APPEND_LOCK]);
   }
 
   async readAll(page: Page = {}, db: Queryable = this.pool): Promise<StoredEvent[]> {
