@@ -110,8 +110,9 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
         pollMs: deps.config.relayPollMs,
         advisoryLock: RELAY_LOCK,
         async handle(events, upTo) {
-          // order within a batch is not needed: each message of a checkout is caused by one
-          // consumed earlier, so no two messages of a checkout race each other in one batch
+          // consumers need no order within a batch: a checkout's messages that share one were written
+          // by one transaction (several StockReserved lines, say), or went out once already (a
+          // replay after a crash before the checkpoint), since each is caused by a published one
           await out.publish(events.map(envelopeOf));
           await store.saveCheckpoint(RELAY, upTo);
         },
