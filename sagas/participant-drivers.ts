@@ -35,6 +35,7 @@ const MAX_IN_FLIGHT = 16;
 
 export function consumerDeps(deps: DriverDeps, svc: Service): ConsumerDeps {
   return {
+    broker: svc.broker,
     pool: deps.db.pool,
     store: deps.store,
     serviceName: svc.name,

@@ -16,6 +16,7 @@ import { notificationsService } from "./notifications/notifications.service.js";
 import { projectionsService } from "./projections/projections.service.js";
 import { gatewayService } from "./gateway/gateway.service.js";
 import { sagaStyle } from "../sagas/index.js";
+import { registerSagaMetrics } from "../observability/metrics.js";
 
 export interface System {
   config: Config;
@@ -69,8 +70,12 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     requestTimeout: 10_000,
     // Moleculer's own tracing stays off: spans come from the OpenTelemetry middleware
     tracing: false,
+    // the saga metrics are read through the gateway's /metrics (observability/metrics.ts)
+    metrics: { enabled: true, reporter: [] },
     middlewares: [channelsMiddleware(config), ...(config.duplicateDelivery ? [duplicateDeliveryMiddleware()] : [])],
   });
+
+  registerSagaMetrics(broker);
 
   const running = config.services.filter((name) => factories[name]);
   for (const name of running) broker.createService(factories[name]!());

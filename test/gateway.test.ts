@@ -108,6 +108,20 @@ describe("gateway", () => {
       expect(await h.eventCount()).toBeGreaterThanOrEqual(before);
     });
 
+    it("serves the saga metrics in Prometheus format, open like /health", async () => {
+      const res = await fetch(`${base}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toContain("text/plain");
+      const text = await res.text();
+      expect(text).toMatch(/^saga_messages_published_total\{type="OrderInitiated",node="[^"]+"\} [1-9]/m);
+      expect(text).toMatch(/^saga_messages_consumed_total\{consumer="warehouse:ReserveStock",type="ReserveStock",outcome="handled",node="[^"]+"\} [1-9]/m);
+      expect(text).toMatch(/^saga_compensations_total\{step="reserve_stock",node="[^"]+"\} [1-9]/m);
+      expect(text).toMatch(/^saga_duration_seconds_count\{mode="orchestrated",outcome="confirmed",node="[^"]+"\} [1-9]/m);
+      expect(text).toMatch(/^saga_duration_seconds_bucket\{mode="orchestrated",outcome="confirmed",node="[^"]+",le="\+Inf"\} [1-9]/m);
+      expect(text).toMatch(/^saga_in_flight\{mode="orchestrated"\} \d+$/m);
+      expect(text).toMatch(/^saga_dead_letters 0$/m);
+    });
+
     it("serves products, inventory, users and carts", async () => {
       expect((await get(base, "/api/v1/products")).json[0]).toMatchObject({ id: 101, name: "Laptop Dell XPS", price: 199.99, currency: "CAD" });
       expect((await get(base, "/api/v1/inventory/101")).json).toMatchObject({ product_id: 101 });

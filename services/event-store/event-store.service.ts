@@ -5,6 +5,7 @@ import type { ServiceDeps } from "../shared/service-deps.js";
 import { replay } from "./aggregate-replay.js";
 import { EventFollower } from "./event-follower.js";
 import { relayPublisher, type RelayPublisher } from "./relay-publisher.js";
+import { COMPENSATION_EVENTS, increment, METRIC } from "../../observability/metrics.js";
 import type { StoredEvent } from "./pg-event-store.js";
 
 const RELAY = "relay";
@@ -71,6 +72,12 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
           return { aggregate_type, aggregate_id: id, state: replay(events), events };
         },
       },
+      deadLetterCount: {
+        async handler() {
+          const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM messaging.dead_letters WHERE replayed_at IS NULL");
+          return rows[0].n as number;
+        },
+      },
       deadLetters: {
         async handler() {
           const { rows } = await db.pool.query(
@@ -100,7 +107,8 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
       },
     },
     async started(this: Service) {
-      publisher = relayPublisher(deps.config, this.broker);
+      const broker = this.broker;
+      publisher = relayPublisher(deps.config, broker);
       const out = publisher;
       relay = new EventFollower({
         name: RELAY,
@@ -115,6 +123,11 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
           // replay after a crash before the checkpoint), since each is caused by a published one
           await out.publish(events.map(envelopeOf));
           await store.saveCheckpoint(RELAY, upTo);
+          for (const e of events) {
+            increment(broker, METRIC.published, { type: e.event_type });
+            const step = COMPENSATION_EVENTS[e.event_type];
+            if (step) increment(broker, METRIC.compensations, { step });
+          }
         },
       });
       await relay.start();

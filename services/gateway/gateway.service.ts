@@ -7,6 +7,7 @@ import type { CreateOrderParams, OrderAccepted } from "../orders/orders.service.
 import { SETTLED_EVENT, type Settled } from "../projections/projections.service.js";
 import type { OrderView } from "../projections/order-projection.js";
 import { problemFrom, sendProblem } from "./problem.js";
+import { renderPrometheus } from "../../observability/metrics.js";
 
 /** `Prefer: wait=N` is honoured up to this many seconds. */
 const MAX_WAIT_S = 60;
@@ -129,8 +130,9 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
           "POST /admin/dead-letters/:id/replay": "gateway.replayDeadLetter",
           "POST /admin/projections/rebuild": "projections.rebuild",
         }),
-        // health stays open: orchestration platforms probe it without keys
+        // health and metrics stay open: orchestration platforms and Prometheus probe without keys
         route("/health", { "GET /": "gateway.health" }, { authentication: false, rateLimit: undefined }),
+        route("/metrics", { "GET /": "gateway.metrics" }, { authentication: false, rateLimit: undefined }),
       ],
     },
     events: {
@@ -190,6 +192,33 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
       },
       removeFromCart: { handler: (ctx: Context<P>) => ctx.call("carts.removeItem", ctx.params.params) },
       replayDeadLetter: { handler: (ctx: Context<P>) => ctx.call("event-store.replayDeadLetter", ctx.params.params) },
+      /** Every node's saga metrics, and two cluster-wide gauges, in Prometheus text format. */
+      metrics: {
+        async handler(this: Service, ctx: Context<unknown, RequestMeta & { $responseType?: string }>) {
+          const nodes = (this.broker.registry as unknown as { getNodeList(o: object): { id: string }[] }).getNodeList({ onlyAvailable: true, withServices: false });
+          const snapshots = await Promise.all(
+            nodes.map(async ({ id }) => ({
+              nodeID: id,
+              metrics: await ctx.call<never[], object>("$node.metrics", { includes: "saga_*" }, { nodeID: id }).catch(() => []),
+            })),
+          );
+          const inFlight = await ctx.call<Record<string, number>>("projections.inFlight").catch(() => ({}));
+          const dead = await ctx.call<number>("event-store.deadLetterCount").catch(() => undefined);
+          const gauges = [
+            {
+              type: "gauge",
+              name: "saga_in_flight",
+              description: "Checkouts accepted and not yet ended, by saga mode",
+              values: Object.entries(inFlight).map(([mode, value]) => ({ labels: { mode }, value })),
+            },
+            ...(dead === undefined
+              ? []
+              : [{ type: "gauge", name: "saga_dead_letters", description: "Dead letters not replayed", values: [{ labels: {}, value: dead }] }]),
+          ];
+          ctx.meta.$responseType = "text/plain; version=0.0.4; charset=utf-8";
+          return renderPrometheus(snapshots, gauges);
+        },
+      },
       health: {
         async handler(this: Service) {
           const services = [...new Set(this.broker.registry.getServiceList({ onlyAvailable: true }).map((s: { name: string }) => s.name))]

@@ -8,6 +8,7 @@ import { isTerminal, projectOrder, type OrderView, type UserInfo } from "./order
 import { PgReadModelStore } from "./pg-read-model-store.js";
 import type { ReadModelStore } from "./read-model-store.js";
 import { sagaTimeline } from "../../sagas/saga-timeline.js";
+import { METRIC, observe } from "../../observability/metrics.js";
 
 /** Broadcast when an order reaches a terminal state; the gateway's `Prefer: wait` listens. */
 export const SETTLED_EVENT = "checkout.settled";
@@ -54,7 +55,11 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore 
       }
     }
     await readModel.apply([...changed.values()], upTo);
-    for (const s of settled) svc.broker.broadcast(SETTLED_EVENT, s);
+    for (const s of settled) {
+      const view = changed.get(s.order_id)!;
+      observe(svc.broker, METRIC.duration, { mode: view.saga_mode ?? "unknown", outcome: s.status }, (view.saga_duration_ms ?? 0) / 1000);
+      svc.broker.broadcast(SETTLED_EVENT, s);
+    }
   }
 
   function startFollower(svc: Service): Promise<void> {
@@ -103,6 +108,13 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore 
       statistics: {
         async handler() {
           return readModel.statistics();
+        },
+      },
+      /** Checkouts not yet ended, by saga mode. */
+      inFlight: {
+        async handler() {
+          const stats = await readModel.statistics();
+          return Object.fromEntries(Object.entries(stats.by_saga_mode).map(([mode, counts]) => [mode, counts.pending ?? 0]));
         },
       },
       /** The saga's timeline and state, in either style, rebuilt from the event store. */

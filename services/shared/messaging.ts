@@ -1,6 +1,7 @@
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import type { Middleware } from "moleculer";
-import type { BrokerOptions, LoggerInstance } from "moleculer";
+import type { BrokerOptions, LoggerInstance, ServiceBroker } from "moleculer";
+import { increment, METRIC } from "../../observability/metrics.js";
 import type pg from "pg";
 import { randomUUID } from "node:crypto";
 import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyNewMessage, newMessage } from "./catalogue.js";
@@ -93,6 +94,7 @@ export interface HandlerContext {
 }
 
 export interface ConsumerDeps {
+  broker: ServiceBroker;
   pool: pg.Pool;
   store: PgEventStore;
   serviceName: string;
@@ -127,6 +129,11 @@ export type ConsumeOutcome = "handled" | "duplicate" | "dead-lettered";
 /** Counts of this process's consume outcomes (for /metrics and the redelivery tests). */
 export const consumeStats: Record<ConsumeOutcome, number> = { handled: 0, duplicate: 0, "dead-lettered": 0 };
 
+function counted(deps: ConsumerDeps, consumer: string, message: AnyEnvelope, outcome: ConsumeOutcome): void {
+  consumeStats[outcome]++;
+  increment(deps.broker, METRIC.consumed, { consumer, type: message.event_type, outcome });
+}
+
 export interface Work<P> {
   /** Slow work outside the transaction (a provider call, a lookup in another service). */
   prepare?(): Promise<P>;
@@ -153,7 +160,7 @@ export async function consume<P>(
         message.event_id,
       ]);
       if (seen.rowCount) {
-        consumeStats.duplicate++;
+        counted(deps, consumer, message, "duplicate");
         return "duplicate";
       }
       const prepared = work.prepare ? await work.prepare() : (undefined as P);
@@ -168,12 +175,12 @@ export async function consume<P>(
         return "handled" as const;
       });
       if (outcome === "handled") committed();
-      consumeStats[outcome]++;
+      counted(deps, consumer, message, outcome);
       return outcome;
     } catch (err) {
       if (attempt > deps.maxRetries) {
         await deadLetter(deps, consumer, channel, message, err, attempt);
-        consumeStats["dead-lettered"]++;
+        counted(deps, consumer, message, "dead-lettered");
         return "dead-lettered";
       }
       deps.logger.warn(`${consumer}: ${message.event_type} ${message.event_id} failed (attempt ${attempt}): ${String(err)}`);
@@ -193,6 +200,7 @@ export async function receive(deps: ConsumerDeps, consumer: string, channel: str
     if (!(err instanceof ContractError)) throw err;
     await deadLetter(deps, consumer, channel, raw, err, 1);
     consumeStats["dead-lettered"]++;
+    increment(deps.broker, METRIC.consumed, { consumer, type: "(malformed)", outcome: "dead-lettered" });
     return null;
   }
 }
