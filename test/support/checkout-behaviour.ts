@@ -14,6 +14,16 @@ const SCARCE = { id: 9103, price: 50, stock: 1 };
 const DOCK = { id: 9104, price: 80, stock: 10 };
 const USER = 456;
 
+/** The business events of a confirmed single-line checkout, in order. */
+export const CONFIRMED_TIMELINE = [
+  "OrderInitiated",
+  "StockReserved",
+  "PaymentProcessed",
+  "ShipmentScheduled",
+  "OrderConfirmed",
+  "NotificationSent",
+];
+
 export function checkoutBehaviour(label: string, start: () => Promise<CheckoutHarness>): void {
   describe(`checkout behaviour (${label})`, () => {
     let h: CheckoutHarness;
@@ -30,14 +40,7 @@ export function checkoutBehaviour(label: string, start: () => Promise<CheckoutHa
       const before = await h.stock(LAPTOP.id);
       const { accepted, view } = await h.checkout({ user_id: USER, product_id: LAPTOP.id, quantity: 2 });
 
-      expect(await h.businessEvents(accepted.correlation_id)).toEqual([
-        "OrderInitiated",
-        "StockReserved",
-        "PaymentProcessed",
-        "ShipmentScheduled",
-        "OrderConfirmed",
-        "NotificationSent",
-      ]);
+      expect(await h.businessEvents(accepted.correlation_id)).toEqual(CONFIRMED_TIMELINE);
       expect(view.status).toBe("confirmed");
       expect(view.estimated_delivery).toMatch(/^\d{4}-\d{2}-\d{2}$/);
       expect(view.user_email).toBe("customer@example.com");
