@@ -2,7 +2,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ServiceDeps } from "../shared/service-deps.js";
-import { ALL_SERVICES } from "../shared/config.js";
+import { ALL_SERVICES, SAGA_MODES } from "../shared/config.js";
 import type { CreateOrderParams, OrderAccepted } from "../orders/orders.service.js";
 import { SETTLED_EVENT, type Settled } from "../projections/projections.service.js";
 import type { OrderView } from "../projections/order-projection.js";
@@ -202,15 +202,21 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
               metrics: await ctx.call<never[], object>("$node.metrics", { includes: "saga_*" }, { nodeID: id }).catch(() => []),
             })),
           );
-          const inFlight = await ctx.call<Record<string, number>>("projections.inFlight").catch(() => ({}));
+          // cluster-wide gauges from the database; left out (not zero) when their service is away
+          const pending = await ctx.call<Record<string, number>>("projections.inFlight").catch(() => undefined);
           const dead = await ctx.call<number>("event-store.deadLetterCount").catch(() => undefined);
+          const inFlight = pending && { ...Object.fromEntries(SAGA_MODES.map((m) => [m, 0])), ...pending };
           const gauges = [
-            {
-              type: "gauge",
-              name: "saga_in_flight",
-              description: "Checkouts accepted and not yet ended, by saga mode",
-              values: Object.entries(inFlight).map(([mode, value]) => ({ labels: { mode }, value })),
-            },
+            ...(inFlight === undefined
+              ? []
+              : [
+                  {
+                    type: "gauge",
+                    name: "saga_in_flight",
+                    description: "Checkouts accepted and not yet ended, by saga mode",
+                    values: Object.entries(inFlight).map(([mode, value]) => ({ labels: { mode }, value })),
+                  },
+                ]),
             ...(dead === undefined
               ? []
               : [{ type: "gauge", name: "saga_dead_letters", description: "Dead letters not replayed", values: [{ labels: {}, value: dead }] }]),

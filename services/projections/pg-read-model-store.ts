@@ -103,6 +103,13 @@ export class PgReadModelStore implements ReadModelStore {
     };
   }
 
+  async inFlight(): Promise<Record<string, number>> {
+    const { rows } = await this.pool.query(
+      "SELECT coalesce(saga_mode, 'unknown') AS mode, count(*)::int AS n FROM read_model.orders WHERE status = 'pending' GROUP BY 1",
+    );
+    return Object.fromEntries(rows.map((r) => [r.mode, r.n]));
+  }
+
   async reset(): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
       await tx.query("DELETE FROM read_model.orders");

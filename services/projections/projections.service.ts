@@ -112,10 +112,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore 
       },
       /** Checkouts not yet ended, by saga mode. */
       inFlight: {
-        async handler() {
-          const stats = await readModel.statistics();
-          return Object.fromEntries(Object.entries(stats.by_saga_mode).map(([mode, counts]) => [mode, counts.pending ?? 0]));
-        },
+        handler: () => readModel.inFlight(),
       },
       /** The saga's timeline and state, in either style, rebuilt from the event store. */
       saga: {

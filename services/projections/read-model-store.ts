@@ -21,6 +21,8 @@ export interface ReadModelStore {
   ordersOfUser(userId: number, limit: number): Promise<OrderView[]>;
   byCorrelation(correlationId: string): Promise<OrderView | null>;
   statistics(): Promise<OrderStatistics>;
+  /** Orders not yet ended, by saga mode. */
+  inFlight(): Promise<Record<string, number>>;
   /** Forgets every view and the checkpoint, for a rebuild from the event store. */
   reset(): Promise<void>;
 }

@@ -155,6 +155,7 @@ export async function consume<P>(
 ): Promise<ConsumeOutcome> {
   for (let attempt = 1; ; attempt++) {
     try {
+      // a cheap look first, so a redelivered message does not redo `prepare` (a provider call)
       const seen = await deps.pool.query("SELECT 1 FROM messaging.inbox WHERE consumer = $1 AND message_id = $2", [
         consumer,
         message.event_id,
