@@ -9,6 +9,7 @@ import { ALL_SERVICES, loadConfig, type Config, type SagaMode, type ServiceName 
 import { openDatabase, type Database } from "../../services/shared/database.js";
 import { startService, type ClusterProcess } from "../../services/cluster.js";
 import { freshPostgresDatabase } from "./infrastructure.js";
+import { removeNamespace } from "./broker-cleanup.js";
 import { createSystem, type System } from "../../services/system.js";
 import type { OrderAccepted, OrderRequest } from "../../services/orders/orders.service.js";
 import type { OrderView } from "../../services/projections/order-projection.js";
@@ -81,6 +82,7 @@ export class CheckoutHarness {
     h.cleanup.push(async () => {
       await db.close();
       await fresh.drop();
+      await removeNamespace(opts.transporter, namespace).catch((err) => console.warn(`broker clean-up of ${namespace}: ${err}`));
     });
     const services = ALL_SERVICES.filter(
       (s) => s !== "gateway" && (opts.mode === "orchestrated" ? s !== "saga-watchdog" : s !== "saga-orchestrator"),
