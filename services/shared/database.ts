@@ -1,3 +1,4 @@
+import { mkdirSync } from "node:fs";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
@@ -44,6 +45,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       close: () => pool.end(),
     };
   }
+  // PGlite creates only the last directory of its path; a fresh checkout has no .data yet
+  if (opts.pgliteDir) mkdirSync(opts.pgliteDir, { recursive: true });
   const lite = await PGlite.create(opts.pgliteDir ?? "memory://");
   // One connection: pglite-socket's multiplexer interleaves the extended-protocol messages of
   // concurrent connections (a Bind of one client lands on the Parse of another), so every

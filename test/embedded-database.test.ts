@@ -1,0 +1,28 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { openDatabase } from "../services/shared/database.js";
+
+/** `npm start` on a fresh checkout: PGlite keeps its files in a directory that does not exist yet. */
+describe("embedded database on disk", () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), "saga-pglite-"));
+  afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+  it("creates its directory, seeds once, and keeps what was written across a restart", async () => {
+    const dir = path.join(root, ".data", "pglite");
+    const first = await openDatabase({ pgliteDir: dir });
+    await first.pool.query("UPDATE warehouse.stock SET available = available - 3 WHERE product_id = 101");
+    await first.close();
+
+    const second = await openDatabase({ pgliteDir: dir });
+    try {
+      const { rows } = await second.pool.query("SELECT available FROM warehouse.stock WHERE product_id = 101");
+      expect(rows[0].available).toBe(47); // seeded with 50 at first start, not re-seeded
+      const users = await second.pool.query("SELECT count(*)::int AS n FROM users.users WHERE id = 456");
+      expect(users.rows[0].n).toBe(1);
+    } finally {
+      await second.close();
+    }
+  });
+});
