@@ -60,13 +60,14 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     ...style.services,
   };
 
+  // the channel adapters register one internal service per subscription: keep those quiet
+  const logLevels = { "$CHANNEL**": "warn", REGISTRY: "warn", "**": config.logLevel } as const;
   const broker = new ServiceBroker({
     namespace: config.namespace,
     nodeID: config.nodeId,
     transporter: transporterOptions(config),
-    logger: opts.logger ?? { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
-    // the channel adapters register one internal service per subscription: keep them quiet
-    logLevel: { "$CHANNEL*": "warn", REGISTRY: "warn", "**": config.logLevel },
+    logger: opts.logger ?? { type: "Console", options: { level: logLevels, formatter: "short", colors: process.stdout.isTTY } },
+    logLevel: logLevels,
     requestTimeout: 10_000,
     // Moleculer's own tracing stays off: spans come from the OpenTelemetry middleware
     tracing: false,
