@@ -146,14 +146,6 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
           return rows[0];
         },
       },
-      inFlight: {
-        async handler() {
-          const { rows } = await pool.query(
-            "SELECT count(*)::int AS n FROM orchestrator.sagas WHERE status IN ('running','compensating')",
-          );
-          return rows[0].n as number;
-        },
-      },
     },
   };
 }
