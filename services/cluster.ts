@@ -11,8 +11,11 @@ import { ConfigError, loadConfig, type ServiceName } from "./shared/config.js";
  * restarted: a process that dies stays dead (crash tests rely on that), and Ctrl-C stops all.
  */
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const main = path.join(here, "main.ts");
+const self = fileURLToPath(import.meta.url);
+// compiled (dist/, `npm run start:cluster`): plain node; from the sources (tests): tsx as a loader
+const compiled = self.endsWith(".js");
+const main = path.join(path.dirname(self), compiled ? "main.js" : "main.ts");
+const nodeArgs = compiled ? ["--enable-source-maps", main] : ["--import", "tsx", main];
 
 const COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
 
@@ -35,9 +38,9 @@ export function startService(
   env: NodeJS.ProcessEnv,
   onLine: (service: ServiceName, line: string, stream: "out" | "err") => void,
 ): ClusterProcess {
-  // node itself runs the service (tsx as a loader, not a wrapper process), so a signal sent to
-  // the child reaches the service: `kill -9` in the crash tests is a real crash
-  const child = spawn(process.execPath, ["--import", "tsx", main], {
+  // node itself runs the service (no wrapper process), so a signal sent to the child reaches
+  // the service: `kill -9` in the crash tests is a real crash
+  const child = spawn(process.execPath, nodeArgs, {
     // A stable node ID per service: over NATS the channel adapter binds each durable consumer's
     // delivery subject to the node ID, so a process restarted under a new ID would never again
     // receive that consumer's messages.
