@@ -19,6 +19,8 @@ export interface HarnessOptions {
   mode: SagaMode;
   env?: Record<string, string>;
   db?: Database;
+  /** Runs after the system has stopped (to remove what the test made for it). */
+  dispose?: () => Promise<void>;
 }
 
 export interface ClusterOptions {
@@ -137,7 +139,9 @@ export class CheckoutHarness {
     });
     const system = await createSystem(config, { db: opts.db, logger: false });
     await system.start();
-    return new CheckoutHarness(system, config);
+    const h = new CheckoutHarness(system, config);
+    if (opts.dispose) h.cleanup.push(opts.dispose);
+    return h;
   }
 
   get broker() {
