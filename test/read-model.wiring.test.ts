@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../services/shared/config.js";
 import { createSystem } from "../services/system.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
@@ -6,12 +6,15 @@ import { CheckoutHarness } from "./support/checkout-harness.js";
 /** READ_MODEL_STORE picks the projections' store in services/system.ts, and nowhere else. */
 describe("read-model store wiring", () => {
   let h: CheckoutHarness | undefined;
+  beforeAll(async () => {
+    h = await CheckoutHarness.start({ mode: "orchestrated", env: { READ_MODEL_STORE: "postgres" } });
+  });
   afterAll(async () => {
     await h?.stop();
   });
 
   it("keeps the views in the system's PostgreSQL database with READ_MODEL_STORE=postgres", async () => {
-    h = await CheckoutHarness.start({ mode: "orchestrated", env: { READ_MODEL_STORE: "postgres" } });
+    if (!h) throw new Error("the system did not start");
     const { accepted } = await h.checkout({ user_id: 456, product_id: 101, quantity: 1 });
     const { rows } = await h.pool.query("SELECT status FROM read_model.orders WHERE order_id = $1", [accepted.order_id]);
     expect(rows).toEqual([{ status: "confirmed" }]);
@@ -37,5 +40,5 @@ describe("read-model store wiring", () => {
     } finally {
       await system.stop().catch(() => undefined);
     }
-  });
+  }, 120_000); // an embedded database starts first
 });

@@ -24,12 +24,16 @@ export class MongoReadModelStore implements ReadModelStore {
 
   /** `database` overrides the one the URL names (tests use a fresh one each). */
   constructor(url: string, private readonly database?: string) {
-    this.client = new MongoClient(url, { serverSelectionTimeoutMS: 10_000 });
+    // ignoreUndefined: an absent field stays absent, as in the JSON the PostgreSQL store keeps.
+    // Timeouts and the like come from the URL's options (an option given here would win over them).
+    this.client = new MongoClient(url, { ignoreUndefined: true });
     this.label = `MongoDB (${url.replace(/\/\/[^@/]*@/, "//")})`;
   }
 
   async open(): Promise<void> {
-    await this.client.connect();
+    await this.client.connect().catch((err: Error) => {
+      throw new Error(`read models: no answer from ${this.label}: ${err.message}`, { cause: err });
+    });
     const db = this.client.db(this.database); // the URL's database when none is given
     this.orders = db.collection<OrderDocument>("orders");
     this.checkpoints = db.collection<CheckpointDocument>("checkpoints");
