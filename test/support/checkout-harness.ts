@@ -90,8 +90,14 @@ export class CheckoutHarness {
       (s) => s !== "gateway" && (opts.mode === "orchestrated" ? s !== "saga-watchdog" : s !== "saga-orchestrator"),
     );
     for (const s of services) h.spawn(s);
-    await system.start();
-    await system.broker.waitForServices([...services], 60_000);
+    try {
+      await system.start();
+      await system.broker.waitForServices([...services], 60_000);
+    } catch (err) {
+      // the caller never gets the harness to stop: end the processes and remove what was made
+      await h.stop().catch(() => undefined);
+      throw err;
+    }
     return h;
   }
 
