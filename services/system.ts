@@ -14,6 +14,9 @@ import { paymentsService } from "./payments/payments.service.js";
 import { shippingService } from "./shipping/shipping.service.js";
 import { notificationsService } from "./notifications/notifications.service.js";
 import { projectionsService } from "./projections/projections.service.js";
+import type { ReadModelStore } from "./projections/read-model-store.js";
+import { PgReadModelStore } from "./projections/pg-read-model-store.js";
+import { MongoReadModelStore } from "./projections/mongo-read-model-store.js";
 import { gatewayService } from "./gateway/gateway.service.js";
 import { sagaStyle } from "../sagas/index.js";
 import { registerSagaMetrics } from "../observability/metrics.js";
@@ -35,9 +38,23 @@ export interface SystemOptions {
   logger?: LoggerConfig | boolean;
 }
 
+/** The projections' store, as READ_MODEL_STORE says: PostgreSQL (the system's database) or MongoDB. */
+function readModelStore(config: Config, db: Database): ReadModelStore {
+  switch (config.readModelStore) {
+    case "postgres":
+      return new PgReadModelStore(db.pool);
+    case "mongodb":
+      return new MongoReadModelStore(config.mongoUrl!);
+    default: {
+      const unknown: never = config.readModelStore;
+      throw new Error(`unknown read-model store ${String(unknown)}`);
+    }
+  }
+}
+
 /**
- * The one place where the pieces are wired: database, event store, saga style, transport and
- * the services this process runs (`SERVICES`, all by default).
+ * The one place where the pieces are wired: database, event store, read-model store, saga style,
+ * transport and the services this process runs (`SERVICES`, all by default).
  */
 export async function createSystem(config: Config, opts: SystemOptions = {}): Promise<System> {
   const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
@@ -55,7 +72,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     payments: () => paymentsService(deps),
     shipping: () => shippingService(deps),
     notifications: () => notificationsService(deps),
-    projections: () => projectionsService(deps),
+    projections: () => projectionsService(deps, readModelStore(config, db)),
     gateway: () => gatewayService(deps),
     ...style.services,
   };

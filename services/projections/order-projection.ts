@@ -1,10 +1,12 @@
 import { isCommandType, type AnyEnvelope, type DataOf } from "../shared/catalogue.js";
 
+export const ORDER_STATUSES = ["pending", "confirmed", "cancelled"] as const;
+
 /** The query side's view of one order, as the API returns it. */
 export interface OrderView {
   order_id: string;
   correlation_id: string;
-  status: "pending" | "confirmed" | "cancelled";
+  status: (typeof ORDER_STATUSES)[number];
   cancellation_reason: string | null;
   user_id: number;
   user_email: string | null;

@@ -1,43 +1,96 @@
 import type pg from "pg";
 import { withTransaction } from "../shared/database.js";
 import { inViewOrder, type OrderView } from "./order-projection.js";
-import type { OrderStatistics, ReadModelStore } from "./read-model-store.js";
+import type { OrderSummary, PositionedView, ReadModelStore } from "./read-model-store.js";
 
-const CHECKPOINT = "projections";
+const LAYOUT_LOCK = 7_420_002;
 
-/** Read models as JSONB documents in PostgreSQL, with a few columns pulled out for queries. */
+/**
+ * The read models' tables. A database from before views carried their position has no
+ * `position` column: its views are dropped and rebuilt from the event store (the checkpoint
+ * starts again at 0), which is what read models are for.
+ */
+const LAYOUT = `
+CREATE SCHEMA IF NOT EXISTS read_model;
+CREATE TABLE IF NOT EXISTS read_model.orders (
+  order_id       TEXT PRIMARY KEY,
+  position       BIGINT NOT NULL,
+  correlation_id TEXT NOT NULL,
+  user_id        INTEGER NOT NULL,
+  status         TEXT NOT NULL,
+  saga_mode      TEXT,
+  started_at     TIMESTAMPTZ NOT NULL,
+  doc            JSONB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS read_orders_user_idx ON read_model.orders (user_id, started_at DESC, order_id DESC);
+CREATE INDEX IF NOT EXISTS read_orders_correlation_idx ON read_model.orders (correlation_id);
+CREATE INDEX IF NOT EXISTS read_orders_pending_idx ON read_model.orders (order_id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS read_model.checkpoint (
+  name     TEXT PRIMARY KEY,
+  position BIGINT NOT NULL
+);
+`;
+
+const CHECKPOINT = "orders";
+
+/** Read models as JSONB documents in PostgreSQL, with the columns the queries filter on pulled out. */
 export class PgReadModelStore implements ReadModelStore {
+  readonly label = "PostgreSQL (schema read_model)";
+
   constructor(private readonly pool: pg.Pool) {}
 
+  async open(): Promise<void> {
+    const current = async (q: pg.Pool | pg.PoolClient) => {
+      const { rows } = await q.query(
+        `SELECT to_regclass('read_model.checkpoint') IS NOT NULL AND EXISTS (
+           SELECT 1 FROM information_schema.columns
+            WHERE table_schema = 'read_model' AND table_name = 'orders' AND column_name = 'position') AS ok`,
+      );
+      return rows[0].ok as boolean;
+    };
+    // no DDL (and so no table lock) once the layout is there
+    if (await current(this.pool)) return;
+    await withTransaction(this.pool, async (tx) => {
+      await tx.query("SELECT pg_advisory_xact_lock($1)", [LAYOUT_LOCK]);
+      if (await current(tx)) return;
+      await tx.query("DROP TABLE IF EXISTS read_model.orders");
+      await tx.query(LAYOUT);
+    });
+  }
+
+  async close(): Promise<void> {
+    // the pool belongs to the system
+  }
+
   async checkpoint(): Promise<number> {
-    const { rows } = await this.pool.query("SELECT position FROM event_store.checkpoints WHERE name = $1", [CHECKPOINT]);
+    const { rows } = await this.pool.query("SELECT position FROM read_model.checkpoint WHERE name = $1", [CHECKPOINT]);
     return rows.length ? (rows[0].position as number) : 0;
   }
 
-  async orders(ids: string[]): Promise<Map<string, OrderView>> {
-    if (ids.length === 0) return new Map();
-    const { rows } = await this.pool.query("SELECT doc FROM read_model.orders WHERE order_id = ANY($1::text[])", [ids]);
-    return new Map(rows.map((r) => [r.doc.order_id as string, r.doc as OrderView]));
+  async views(orderIds: readonly string[]): Promise<Map<string, PositionedView>> {
+    if (orderIds.length === 0) return new Map();
+    const { rows } = await this.pool.query("SELECT position, doc FROM read_model.orders WHERE order_id = ANY($1::text[])", [orderIds]);
+    return new Map(rows.map((r) => [r.doc.order_id as string, { view: inViewOrder(r.doc), position: r.position as number }]));
   }
 
-  async apply(changed: OrderView[], position: number): Promise<void> {
-    await withTransaction(this.pool, async (tx) => {
-      const cp = await tx.query("SELECT position FROM event_store.checkpoints WHERE name = $1 FOR UPDATE", [CHECKPOINT]);
-      if (cp.rows.length && (cp.rows[0].position as number) >= position) return; // already applied
-      for (const v of changed) {
-        await tx.query(
-          `INSERT INTO read_model.orders (order_id, correlation_id, user_id, status, saga_mode, started_at, ended_at, doc)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (order_id) DO UPDATE SET status = $4, ended_at = $7, doc = $8`,
-          [v.order_id, v.correlation_id, v.user_id, v.status, v.saga_mode, v.created_at, v.completed_at, JSON.stringify(v)],
-        );
-      }
-      await tx.query(
-        `INSERT INTO event_store.checkpoints (name, position) VALUES ($1, $2)
-         ON CONFLICT (name) DO UPDATE SET position = $2, updated_at = now()`,
-        [CHECKPOINT, position],
-      );
-    });
+  async apply(views: readonly PositionedView[], upTo: number): Promise<void> {
+    // one statement, so one transaction: the guards below make it safe without, but it is cheaper
+    await this.pool.query(
+      `WITH changed AS (
+         INSERT INTO read_model.orders (order_id, position, correlation_id, user_id, status, saga_mode, started_at, doc)
+         SELECT e->'view'->>'order_id', (e->>'position')::bigint, e->'view'->>'correlation_id',
+                (e->'view'->>'user_id')::int, e->'view'->>'status', e->'view'->>'saga_mode',
+                (e->'view'->>'created_at')::timestamptz, e->'view'
+           FROM jsonb_array_elements($1::jsonb) AS e
+         ON CONFLICT (order_id) DO UPDATE
+            SET position = EXCLUDED.position, status = EXCLUDED.status, doc = EXCLUDED.doc
+          WHERE read_model.orders.position < EXCLUDED.position
+         RETURNING 1
+       )
+       INSERT INTO read_model.checkpoint (name, position) VALUES ($2, $3)
+       ON CONFLICT (name) DO UPDATE SET position = GREATEST(read_model.checkpoint.position, EXCLUDED.position)`,
+      [JSON.stringify(views), CHECKPOINT, upTo],
+    );
   }
 
   async order(orderId: string): Promise<OrderView | null> {
@@ -58,62 +111,19 @@ export class PgReadModelStore implements ReadModelStore {
     return rows.map((r) => inViewOrder(r.doc));
   }
 
-  async statistics(): Promise<OrderStatistics> {
-    const [status, revenue, reasons, durations, modes] = await Promise.all([
-      this.pool.query("SELECT status, count(*)::int AS n FROM read_model.orders GROUP BY status"),
-      this.pool.query(
-        `SELECT doc->>'currency' AS currency, round(sum((doc->>'total_amount')::numeric), 2)::float8 AS amount
-           FROM read_model.orders WHERE status = 'confirmed' GROUP BY 1 ORDER BY 1`,
-      ),
-      this.pool.query(
-        `SELECT doc->>'cancellation_reason' AS reason, count(*)::int AS n
-           FROM read_model.orders WHERE status = 'cancelled' GROUP BY 1`,
-      ),
-      this.pool.query(
-        `SELECT coalesce(saga_mode, 'unknown') AS saga_mode, status AS outcome, count(*)::int AS n,
-                percentile_cont(0.5) WITHIN GROUP (ORDER BY (doc->>'saga_duration_ms')::float8) AS p50,
-                percentile_cont(0.9) WITHIN GROUP (ORDER BY (doc->>'saga_duration_ms')::float8) AS p90,
-                percentile_cont(0.99) WITHIN GROUP (ORDER BY (doc->>'saga_duration_ms')::float8) AS p99,
-                max((doc->>'saga_duration_ms')::float8) AS max
-           FROM read_model.orders WHERE status <> 'pending' GROUP BY 1, 2 ORDER BY 1, 2`,
-      ),
-      this.pool.query(
-        "SELECT coalesce(saga_mode, 'unknown') AS saga_mode, status, count(*)::int AS n FROM read_model.orders GROUP BY 1, 2",
-      ),
-    ]);
-    const by_status: Record<string, number> = { pending: 0, confirmed: 0, cancelled: 0 };
-    for (const r of status.rows) by_status[r.status] = r.n;
-    const by_saga_mode: Record<string, Record<string, number>> = {};
-    for (const r of modes.rows) (by_saga_mode[r.saga_mode] ??= {})[r.status] = r.n;
-    return {
-      total_orders: Object.values(by_status).reduce((a, b) => a + b, 0),
-      by_status,
-      revenue: revenue.rows.map((r) => ({ currency: r.currency, confirmed_amount: r.amount })),
-      cancellation_reasons: Object.fromEntries(reasons.rows.map((r) => [r.reason, r.n])),
-      saga_duration_ms: durations.rows.map((r) => ({
-        saga_mode: r.saga_mode,
-        outcome: r.outcome,
-        count: r.n,
-        p50: Math.round(r.p50),
-        p90: Math.round(r.p90),
-        p99: Math.round(r.p99),
-        max: Math.round(r.max),
-      })),
-      by_saga_mode,
-    };
-  }
-
-  async inFlight(): Promise<Record<string, number>> {
-    const { rows } = await this.pool.query(
-      "SELECT coalesce(saga_mode, 'unknown') AS mode, count(*)::int AS n FROM read_model.orders WHERE status = 'pending' GROUP BY 1",
-    );
-    return Object.fromEntries(rows.map((r) => [r.mode, r.n]));
+  async summaries(status?: OrderView["status"]): Promise<OrderSummary[]> {
+    const columns = `status, saga_mode, doc->>'currency' AS currency, (doc->>'total_amount')::float8 AS total_amount,
+       doc->>'cancellation_reason' AS cancellation_reason, (doc->>'saga_duration_ms')::float8 AS saga_duration_ms`;
+    const { rows } = status
+      ? await this.pool.query(`SELECT ${columns} FROM read_model.orders WHERE status = $1`, [status])
+      : await this.pool.query(`SELECT ${columns} FROM read_model.orders`);
+    return rows as OrderSummary[];
   }
 
   async reset(): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
       await tx.query("DELETE FROM read_model.orders");
-      await tx.query("DELETE FROM event_store.checkpoints WHERE name = $1", [CHECKPOINT]);
+      await tx.query("DELETE FROM read_model.checkpoint WHERE name = $1", [CHECKPOINT]);
     });
   }
 }

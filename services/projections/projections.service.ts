@@ -1,11 +1,11 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { isCommandType } from "../shared/catalogue.js";
 import { NotFound } from "../shared/errors.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { EventFollower } from "../event-store/event-follower.js";
 import type { StoredEvent } from "../event-store/pg-event-store.js";
-import { isTerminal, projectOrder, type OrderView, type UserInfo } from "./order-projection.js";
-import { PgReadModelStore } from "./pg-read-model-store.js";
+import type { UserInfo } from "./order-projection.js";
+import { projectBatch, type UserLookup } from "./order-projector.js";
+import { inFlightByMode, orderStatistics } from "./order-statistics.js";
 import type { ReadModelStore } from "./read-model-store.js";
 import { sagaTimeline } from "../../sagas/saga-timeline.js";
 import { METRIC, observe } from "../../observability/metrics.js";
@@ -19,45 +19,34 @@ export interface Settled {
   status: string;
 }
 
-const orderIdOf = (e: StoredEvent): string | undefined => (e.data as { order_id?: string }).order_id;
-
 /**
  * CQRS query side: follows the event store in position order and keeps the order views, the
- * per-user lists and the statistics. Views and checkpoint are written together, so a restart
- * resumes where it stopped; `rebuild` replays everything from position 0.
+ * per-user lists and the statistics in `readModel` (chosen in services/system.ts). Views and
+ * checkpoint carry positions, so a restart resumes where it stopped and a batch handled twice
+ * changes nothing; `rebuild` replays everything from position 0.
  */
-export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore = new PgReadModelStore(deps.db.pool)): ServiceSchema {
+export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore): ServiceSchema {
   let follower: EventFollower | undefined;
 
-  async function usersOf(svc: Service, events: StoredEvent[]): Promise<Map<number, UserInfo>> {
-    const ids = [...new Set(events.flatMap((e) => (e.event_type === "OrderInitiated" ? [e.data.customer_id] : [])))];
-    const users = await Promise.all(
-      ids.map((id) => svc.broker.call<UserInfo, { id: number }>("users.get", { id }).catch((err) => { svc.logger.warn(String(err)); return undefined; })),
-    );
-    return new Map(ids.flatMap((id, i) => (users[i] ? [[id, users[i]!] as const] : [])));
+  function lookupUsers(svc: Service): UserLookup {
+    return async (ids) => {
+      const users = await Promise.all(
+        ids.map((id) =>
+          svc.broker.call<UserInfo, { id: number }>("users.get", { id }).catch((err) => {
+            svc.logger.warn(String(err));
+            return undefined;
+          }),
+        ),
+      );
+      return new Map(ids.flatMap((id, i) => (users[i] ? [[id, users[i]!] as const] : [])));
+    };
   }
 
   async function project(svc: Service, events: StoredEvent[], upTo: number): Promise<void> {
-    const relevant = events.filter((e) => !isCommandType(e.event_type) && orderIdOf(e));
-    const views = await readModel.orders([...new Set(relevant.map((e) => orderIdOf(e)!))]);
-    const users = await usersOf(svc, relevant);
-    const changed = new Map<string, OrderView>();
-    const settled: Settled[] = [];
-    for (const e of relevant) {
-      const id = orderIdOf(e)!;
-      const before = views.get(id);
-      const after = projectOrder(before, e, e.event_type === "OrderInitiated" ? users.get(e.data.customer_id) : undefined);
-      if (!after || after === before) continue;
-      views.set(id, after);
-      changed.set(id, after);
-      if (isTerminal(after) && !(before && isTerminal(before))) {
-        settled.push({ order_id: id, correlation_id: after.correlation_id, status: after.status });
-      }
-    }
-    await readModel.apply([...changed.values()], upTo);
-    for (const s of settled) {
-      const view = changed.get(s.order_id)!;
-      observe(svc.broker, METRIC.duration, { mode: view.saga_mode ?? "unknown", outcome: s.status }, (view.saga_duration_ms ?? 0) / 1000);
+    const settled = await projectBatch(readModel, events, upTo, lookupUsers(svc));
+    for (const view of settled) {
+      observe(svc.broker, METRIC.duration, { mode: view.saga_mode ?? "unknown", outcome: view.status }, (view.saga_duration_ms ?? 0) / 1000);
+      const s: Settled = { order_id: view.order_id, correlation_id: view.correlation_id, status: view.status };
       svc.broker.broadcast(SETTLED_EVENT, s);
     }
   }
@@ -107,12 +96,12 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore 
       },
       statistics: {
         async handler() {
-          return readModel.statistics();
+          return orderStatistics(await readModel.summaries());
         },
       },
       /** Checkouts not yet ended, by saga mode. */
       inFlight: {
-        handler: () => readModel.inFlight(),
+        handler: async () => inFlightByMode(await readModel.summaries("pending")),
       },
       /** The saga's timeline and state, in either style, rebuilt from the event store. */
       saga: {
@@ -142,10 +131,13 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore 
       },
     },
     async started(this: Service) {
+      await readModel.open();
+      this.logger.info(`read models in ${readModel.label}`);
       await startFollower(this);
     },
     async stopped() {
       await follower?.stop();
+      await readModel.close();
     },
   };
 }

@@ -1,28 +1,49 @@
 import type { OrderView } from "./order-projection.js";
 
-export interface OrderStatistics {
-  total_orders: number;
-  by_status: Record<string, number>;
-  revenue: { currency: string; confirmed_amount: number }[];
-  cancellation_reasons: Record<string, number>;
-  saga_duration_ms: { saga_mode: string; outcome: string; count: number; p50: number; p90: number; p99: number; max: number }[];
-  by_saga_mode: Record<string, Record<string, number>>;
+/** A view with the position of the last event folded into it. */
+export interface PositionedView {
+  view: OrderView;
+  position: number;
 }
 
+/** The fields of one order the statistics are computed from (order-statistics.ts). */
+export type OrderSummary = Pick<
+  OrderView,
+  "status" | "saga_mode" | "currency" | "total_amount" | "cancellation_reason" | "saga_duration_ms"
+>;
+
 /**
- * The query side's storage. Projections write through `apply`, which stores the changed views
- * and the position they reflect together, so a replayed batch changes nothing.
+ * The query side's storage, and nothing more: the folding of events lives in
+ * order-projection.ts and the statistics in order-statistics.ts, the same for every adapter.
+ *
+ * Each stored view carries the position of the last event folded into it, and the projection's
+ * checkpoint sits beside the views. A view is only ever replaced by one of a later position and
+ * the checkpoint only moves forward, so a replayed or redelivered batch changes nothing, whether
+ * or not the adapter can write views and checkpoint in one transaction.
  */
 export interface ReadModelStore {
+  /** Says where the views live, for the log. */
+  readonly label: string;
+  /** Connects and creates the tables or indexes the queries need; idempotent. */
+  open(): Promise<void>;
+  close(): Promise<void>;
+
+  /** Position of the last event the projection handled; 0 before the first. */
   checkpoint(): Promise<number>;
-  orders(ids: string[]): Promise<Map<string, OrderView>>;
-  apply(changed: OrderView[], position: number): Promise<void>;
+  views(orderIds: readonly string[]): Promise<Map<string, PositionedView>>;
+  /**
+   * Stores each view unless its stored copy already reflects that position or a later one, then
+   * moves the checkpoint to `upTo` unless it is already there or beyond.
+   */
+  apply(views: readonly PositionedView[], upTo: number): Promise<void>;
+
   order(orderId: string): Promise<OrderView | null>;
-  ordersOfUser(userId: number, limit: number): Promise<OrderView[]>;
   byCorrelation(correlationId: string): Promise<OrderView | null>;
-  statistics(): Promise<OrderStatistics>;
-  /** Orders not yet ended, by saga mode. */
-  inFlight(): Promise<Record<string, number>>;
+  /** The user's orders, newest first. */
+  ordersOfUser(userId: number, limit: number): Promise<OrderView[]>;
+  /** One summary per order (only those in `status` when given). */
+  summaries(status?: OrderView["status"]): Promise<OrderSummary[]>;
+
   /** Forgets every view and the checkpoint, for a rebuild from the event store. */
   reset(): Promise<void>;
 }

@@ -25,6 +25,9 @@ export const ALL_SERVICES = [
 ] as const;
 export type ServiceName = (typeof ALL_SERVICES)[number];
 
+export const READ_MODEL_STORES = ["postgres", "mongodb"] as const;
+export type ReadModelStoreKind = (typeof READ_MODEL_STORES)[number];
+
 const rate = z.coerce.number().min(0).max(1);
 const ms = z.coerce.number().int().min(0);
 
@@ -51,7 +54,12 @@ const envSchema = z.object({
   MESSAGE_MAX_RETRIES: z.coerce.number().int().min(0).default(5),
   RELAY_POLL_MS: ms.default(1_000),
   CHAOS_DUPLICATE_DELIVERY: z.enum(["0", "1", "true", "false"]).default("0"),
+  READ_MODEL_STORE: z.enum(READ_MODEL_STORES).default("postgres"),
+  MONGO_URL: z.string().trim().regex(/^mongodb(\+srv)?:\/\//, "a mongodb://host:27017/database URL").optional(),
 });
+
+/** Every variable this module reads (the deployment files are checked against it). */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape) as (keyof z.infer<typeof envSchema>)[];
 
 export type Transport = "memory" | "nats" | "amqp";
 
@@ -88,6 +96,10 @@ export interface Config {
   relayPollMs: number;
   /** Fault injection: the relay publishes every message twice and every consumer gets each twice. */
   duplicateDelivery: boolean;
+  /** Where the projections keep the read models: PostgreSQL (the event store's database) or MongoDB. */
+  readModelStore: ReadModelStoreKind;
+  /** Set when readModelStore is mongodb. */
+  mongoUrl?: string;
 }
 
 export class ConfigError extends Error {}
@@ -121,6 +133,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   }
   const e = parsed.data;
   const transport = transportOf(e.TRANSPORTER);
+  if (e.READ_MODEL_STORE === "mongodb" && !e.MONGO_URL) {
+    throw new ConfigError("READ_MODEL_STORE=mongodb needs MONGO_URL (for example mongodb://127.0.0.1:27017/sagabench)");
+  }
   const apiKeys = (e.API_KEYS ?? "").split(",").map((k) => k.trim()).filter(Boolean);
   const config: Config = {
     sagaMode: e.SAGA_MODE,
@@ -149,6 +164,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     maxRetries: e.MESSAGE_MAX_RETRIES,
     relayPollMs: e.RELAY_POLL_MS,
     duplicateDelivery: e.CHAOS_DUPLICATE_DELIVERY === "1" || e.CHAOS_DUPLICATE_DELIVERY === "true",
+    readModelStore: e.READ_MODEL_STORE,
+    mongoUrl: e.MONGO_URL,
   };
   return { ...config, ...overrides };
 }

@@ -169,19 +169,6 @@ CREATE TABLE IF NOT EXISTS orchestrator.sagas (
 );
 CREATE INDEX IF NOT EXISTS sagas_open_idx ON orchestrator.sagas (deadline_at) WHERE status IN ('running','compensating');
 
-CREATE SCHEMA IF NOT EXISTS read_model;
-CREATE TABLE IF NOT EXISTS read_model.orders (
-  order_id       TEXT PRIMARY KEY,
-  correlation_id TEXT NOT NULL,
-  user_id        INTEGER NOT NULL,
-  status         TEXT NOT NULL,
-  saga_mode      TEXT,
-  started_at     TIMESTAMPTZ NOT NULL,
-  ended_at       TIMESTAMPTZ,
-  doc            JSONB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS read_orders_user_idx ON read_model.orders (user_id, started_at);
-CREATE INDEX IF NOT EXISTS read_orders_correlation_idx ON read_model.orders (correlation_id);
 `;
 
 const SEED = `

@@ -19,6 +19,8 @@ export interface HarnessOptions {
   mode: SagaMode;
   env?: Record<string, string>;
   db?: Database;
+  /** Runs after the system has stopped (to remove what the test made for it). */
+  dispose?: () => Promise<void>;
 }
 
 export interface ClusterOptions {
@@ -88,8 +90,14 @@ export class CheckoutHarness {
       (s) => s !== "gateway" && (opts.mode === "orchestrated" ? s !== "saga-watchdog" : s !== "saga-orchestrator"),
     );
     for (const s of services) h.spawn(s);
-    await system.start();
-    await system.broker.waitForServices([...services], 60_000);
+    try {
+      await system.start();
+      await system.broker.waitForServices([...services], 60_000);
+    } catch (err) {
+      // the caller never gets the harness to stop: end the processes and remove what was made
+      await h.stop().catch(() => undefined);
+      throw err;
+    }
     return h;
   }
 
@@ -137,7 +145,9 @@ export class CheckoutHarness {
     });
     const system = await createSystem(config, { db: opts.db, logger: false });
     await system.start();
-    return new CheckoutHarness(system, config);
+    const h = new CheckoutHarness(system, config);
+    if (opts.dispose) h.cleanup.push(opts.dispose);
+    return h;
   }
 
   get broker() {

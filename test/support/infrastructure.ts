@@ -1,5 +1,6 @@
 import net from "node:net";
 import pg from "pg";
+import { MongoClient } from "mongodb";
 import { randomBytes } from "node:crypto";
 
 /**
@@ -72,4 +73,34 @@ export const BROKERS = [
 /** A cluster needs PostgreSQL and the broker (same rules as `available`). */
 export async function clusterAvailable(kind: "nats" | "amqp"): Promise<boolean> {
   return (await available("postgres")) && (await available(kind));
+}
+
+/** A fresh database on the MongoDB server `url` names (MONGO_URL); `drop()` removes it. */
+export function freshMongoDatabase(url: string): { url: string; drop(): Promise<void> } {
+  const name = `saga_test_${randomBytes(6).toString("hex")}`;
+  const fresh = new URL(url);
+  fresh.pathname = `/${name}`;
+  return {
+    url: fresh.toString(),
+    async drop() {
+      const client = new MongoClient(url);
+      try {
+        await client.db(name).dropDatabase();
+      } finally {
+        await client.close();
+      }
+    },
+  };
+}
+
+/**
+ * The read-model store a suite runs on, chosen as a deployment chooses it: READ_MODEL_STORE
+ * (PostgreSQL unless set), with a fresh MongoDB database when it says mongodb.
+ */
+export function readModelStoreFromEnvironment(): { label: string; env: Record<string, string>; drop(): Promise<void> } {
+  const kind = process.env.READ_MODEL_STORE ?? "postgres";
+  if (kind !== "mongodb") return { label: `READ_MODEL_STORE=${kind}`, env: { READ_MODEL_STORE: kind }, drop: async () => undefined };
+  if (!process.env.MONGO_URL) throw new Error("READ_MODEL_STORE=mongodb needs MONGO_URL");
+  const fresh = freshMongoDatabase(process.env.MONGO_URL);
+  return { label: "READ_MODEL_STORE=mongodb", env: { READ_MODEL_STORE: kind, MONGO_URL: fresh.url }, drop: () => fresh.drop() };
 }
