@@ -20,6 +20,8 @@ import { renderPrometheus } from "../../observability/metrics.js";
 /** `Prefer: wait=N` is honoured up to this many seconds. */
 const MAX_WAIT_S = 60;
 const POLL_MS = 250;
+/** How long requests in progress (a `Prefer: wait` among them) may take to finish at shutdown. */
+const STOP_GRACE_MS = 5_000;
 
 type Req = GuardedRequest & { $ctx?: Context; $route?: unknown; url: string };
 
@@ -253,13 +255,20 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
       const where = config.apiKeys.length > 0 ? "API keys required" : "no API_KEYS: open to anyone who can reach this address";
       this.logger.info(`listening on http://${address.includes(":") ? `[${address}]` : address}:${port} (${where})`);
     },
+    methods: {
+      /** Closes the port; requests in progress get their answer (up to a bound), idle connections close. */
+      async stopListening(this: Service) {
+        const server = (this as unknown as { server: Server }).server;
+        if (!server.listening) return;
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const bound = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+        await closed;
+        clearTimeout(bound);
+      },
+    },
     async stopped(this: Service) {
-      const server = (this as unknown as { server: Server }).server;
-      if (!server.listening) return;
-      // stop taking requests; requests in progress finish, idle keep-alive connections close
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      await closed;
+      await (this as unknown as { stopListening(): Promise<void> }).stopListening();
     },
   };
 
