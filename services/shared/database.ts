@@ -66,7 +66,7 @@ export function lockDirectory(dir: string, log: (line: string) => void): () => v
       if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw err;
     }
     const owner = Number(readFileSync(file, "utf8").trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+    if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
       throw new DatabaseLockedError(
         `the embedded database in ${dir} is in use by process ${owner} (another npm start?); stop that one, or set PGLITE_DIR to another directory (or PGLITE_DIR=memory)`,
       );

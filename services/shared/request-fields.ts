@@ -14,9 +14,14 @@ export const MAX_ADDRESS_FIELD = 200;
 export const CARD_TOKENS = Object.values(TEST_CARDS);
 
 /** A positive INTEGER id, as a JSON number or a string of digits (a path parameter). */
-export const dbId = z
-  .union([z.number({ error: "must be a whole number" }), z.string().regex(/^\d{1,10}$/, "must be a whole number").transform(Number)])
-  .pipe(z.number().int("must be a whole number").min(1, "must be at least 1").max(MAX_DB_INT, `must be at most ${MAX_DB_INT}`));
+export const dbId = z.preprocess(
+  (v) => (typeof v === "string" && /^\d{1,10}$/.test(v) ? Number(v) : v),
+  z
+    .number({ error: "must be a whole number" })
+    .int("must be a whole number")
+    .min(1, "must be at least 1")
+    .max(MAX_DB_INT, `must be at most ${MAX_DB_INT}`),
+);
 
 export const quantity = z
   .number({ error: (i) => (i.input === undefined ? "is required" : "must be a number") })
