@@ -19,9 +19,11 @@ export function rawRequest(
   opts: { headers?: Record<string, string>; body?: string | Buffer } = {},
 ): Promise<RawResponse> {
   const u = new URL(base);
+  // a body always has its length: Node sends a DELETE's body unframed otherwise
+  const length = opts.body === undefined ? {} : { "content-length": String(Buffer.byteLength(opts.body)) };
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: u.hostname, port: Number(u.port), method, path, headers: { connection: "close", ...opts.headers } },
+      { host: u.hostname, port: Number(u.port), method, path, headers: { connection: "close", ...length, ...opts.headers } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
