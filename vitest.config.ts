@@ -14,7 +14,8 @@ export default defineConfig({
         test: { name: "checkout", include: ["test/**/*.test.ts"], exclude: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 0 } },
       },
       {
-        // these restart the machine's brokers: alone, after everything else
+        // these restart the machine's brokers: only with DISRUPTIVE_TESTS=1 (they skip, saying so,
+        // otherwise), and then alone, after everything else
         extends: true,
         test: { name: "disruptive", include: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 1 }, fileParallelism: false },
       },

@@ -1,5 +1,10 @@
 import { ConfigError, loadConfig } from "./shared/config.js";
+import { DatabaseLockedError } from "./shared/database.js";
+import { GatewayListenError } from "./gateway/gateway.service.js";
 import { createSystem } from "./system.js";
+
+/** Errors that explain themselves: one line, no stack. */
+const EXPLAINED = [ConfigError, DatabaseLockedError, GatewayListenError];
 
 /** `npm start`: every service (or `SERVICES=a,b`) in this process. */
 async function main(): Promise<void> {
@@ -11,8 +16,13 @@ async function main(): Promise<void> {
       system.db.embedded ? `embedded PGlite (${config.pgliteDir ?? "in memory"})` : "PostgreSQL"
     }, services: ${system.services.join(", ")}`,
   );
-  await system.start();
-  if (system.services.includes("gateway")) log.info(`gateway listening on http://${config.host}:${config.port}`);
+  try {
+    await system.start();
+  } catch (err) {
+    // leave nothing behind (the database lock, broker connections) before saying why
+    await system.stop().catch(() => undefined);
+    throw err;
+  }
 
   // The channel adapters' error paths can reject with nobody listening while the broker is
   // going away (the AMQP adapter re-publishes a failed message on the channel that just closed).
@@ -26,15 +36,21 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info(`${signal}: stopping`);
-    await system.stop().catch((err) => log.error(err));
-    process.exit(0);
+    log.info(`${signal}: shutting down`);
+    const ok = await system.stop((step) => log.info(`shutdown: ${step}`)).then(
+      () => true,
+      (err: unknown) => {
+        log.error(`shutdown: ${err instanceof Error ? err.message : String(err)}`);
+        return false;
+      },
+    );
+    process.exit(ok ? 0 : 1);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
 }
 
 main().catch((err) => {
-  console.error(err instanceof ConfigError ? `saga-bench: ${err.message}` : err);
+  console.error(EXPLAINED.some((E) => err instanceof E) ? `saga-bench: ${err.message}` : err);
   process.exit(1);
 });

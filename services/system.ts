@@ -29,7 +29,12 @@ export interface System {
   /** The services this process runs. */
   services: ServiceName[];
   start(): Promise<void>;
-  stop(): Promise<void>;
+  /**
+   * Stops in order: no new requests (the gateway closes its port), then the services, each
+   * draining what it is handling (actions, channel messages, the relay), then the broker and
+   * database connections. `onStep` hears one line per stage.
+   */
+  stop(onStep?: (step: string) => void): Promise<void>;
 }
 
 export interface SystemOptions {
@@ -86,6 +91,11 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     logger: opts.logger ?? { type: "Console", options: { level: logLevels, formatter: "short", colors: process.stdout.isTTY } },
     logLevel: logLevels,
     requestTimeout: 10_000,
+    // the process's signal handlers (main.ts) decide when to stop; a second, concurrent stop by
+    // Moleculer's own handlers drained the NATS connection twice and released pg clients twice
+    skipProcessEventRegistration: true,
+    // broker.stop() waits for the action calls in progress
+    tracking: { enabled: true, shutdownTimeout: 10_000 },
     // Moleculer's own tracing stays off: spans come from the OpenTelemetry middleware
     tracing: false,
     // the saga metrics are read through the gateway's /metrics (observability/metrics.ts)
@@ -105,9 +115,18 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     store,
     services: running,
     start: () => broker.start(),
-    async stop() {
+    async stop(onStep = () => undefined) {
+      const gateway = broker.getLocalService("gateway") as unknown as { stopListening?: () => Promise<void> } | undefined;
+      if (gateway?.stopListening) {
+        await gateway.stopListening();
+        onStep("the gateway takes no more requests; those in progress were answered");
+      }
       await broker.stop();
-      if (!opts.db) await db.close();
+      onStep("services stopped, messages and calls in progress drained, broker disconnected");
+      if (!opts.db) {
+        await db.close();
+        onStep("database closed");
+      }
     },
   };
 }

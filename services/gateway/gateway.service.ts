@@ -1,19 +1,29 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Server, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { ALL_SERVICES, SAGA_MODES } from "../shared/config.js";
 import type { CreateOrderParams, OrderAccepted } from "../orders/orders.service.js";
 import { SETTLED_EVENT, type Settled } from "../projections/projections.service.js";
 import type { OrderView } from "../projections/order-projection.js";
 import { problemFrom, sendProblem } from "./problem.js";
+import { ROUTES, type RouteSpec } from "./gateway.routes.js";
+import { requestGuard, type GuardedRequest } from "./request-guard.js";
+
+/** moleculer-web without its own listen and close: the gateway does those (see started/stopped). */
+const { started: _listen, stopped: _close, ...webWithoutListen } = ApiGateway as unknown as ServiceSchema;
+
+export class GatewayListenError extends Error {}
 import { renderPrometheus } from "../../observability/metrics.js";
 
 /** `Prefer: wait=N` is honoured up to this many seconds. */
 const MAX_WAIT_S = 60;
 const POLL_MS = 250;
+/** How long requests in progress (a `Prefer: wait` among them) may take to finish at shutdown. */
+const STOP_GRACE_MS = 5_000;
 
-type Req = IncomingMessage & { $ctx?: Context; $route?: unknown; originalUrl?: string; url: string };
+type Req = GuardedRequest & { $ctx?: Context; $route?: unknown; url: string };
 
 interface RequestMeta {
   idempotencyKey?: string;
@@ -64,41 +74,47 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
     });
   }
 
-  const onError = function (this: Service, req: Req, res: ServerResponse, err: Error & { code?: number }) {
-    const problem = problemFrom(err, req.originalUrl ?? req.url);
+  const onError = function (this: Service, req: Req, res: ServerResponse, err: Error & { code?: number; data?: { headers?: Record<string, string> } }) {
+    const problem = problemFrom(err, (req.originalUrl ?? req.url).split("?")[0]);
     if (problem.status >= 500) this.logger.error(`${req.method} ${req.url}: ${err.stack ?? err}`);
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...(err.data?.headers ?? {}) };
     if (problem.status === 429) headers["Retry-After"] = "60";
-    if (problem.status === 401) headers["WWW-Authenticate"] = 'ApiKey realm="saga-bench"';
     sendProblem(req, res, problem, headers);
   };
+
+  const guarded = requestGuard({ apiKeys: config.apiKeys, bodyLimitBytes: config.bodyLimitBytes });
+  const aliasesOf = (specs: readonly RouteSpec[], prefix = "") =>
+    Object.fromEntries(specs.map((r) => [`${r.method} ${r.path.slice(prefix.length) || "/"}`, r.action]));
 
   const route = (path: string, aliases: Record<string, string>, extra: Record<string, unknown> = {}) => ({
     path,
     aliases,
     mappingPolicy: "restrict",
     mergeParams: false,
-    authentication: config.apiKeys.length > 0,
-    bodyParsers: { json: { strict: false, limit: config.bodyLimit }, urlencoded: false },
+    // the request guard reads and checks the body, after the API key: no body parser of moleculer-web's
+    bodyParsers: false,
+    use: [guarded],
     ...(config.rateLimitPerMinute > 0
       ? { rateLimit: { window: 60_000, limit: config.rateLimitPerMinute, headers: true, key: (req: Req) => req.socket.remoteAddress } }
       : {}),
-    onBeforeCall(ctx: Context<unknown, RequestMeta>, _route: unknown, req: Req) {
-      const h = req.headers;
-      ctx.meta.idempotencyKey = typeof h["idempotency-key"] === "string" ? h["idempotency-key"] : undefined;
-      ctx.meta.waitSeconds = parsePreferWait(typeof h.prefer === "string" ? h.prefer : undefined);
+    onBeforeCall(ctx: Context<unknown, RequestMeta>, _route: unknown, req: Req & { $params: Partial<P> }) {
+      const input = req.$input!;
+      // hand the actions the checked values, not moleculer-web's own reading of the URL
+      Object.assign(req.$params, { params: input.params, query: input.query, body: input.body });
+      ctx.meta.idempotencyKey = input.idempotencyKey;
+      ctx.meta.waitSeconds = parsePreferWait(typeof req.headers.prefer === "string" ? req.headers.prefer : undefined);
       ctx.meta.sourceIp = req.socket.remoteAddress;
-      ctx.meta.userAgent = typeof h["user-agent"] === "string" ? h["user-agent"] : undefined;
+      ctx.meta.userAgent = input.userAgent;
     },
     onError,
     ...extra,
   });
 
-  type P = { params: Record<string, string>; body: unknown; query: Record<string, string> };
+  type P = { params: Record<string, unknown>; body: unknown; query: Record<string, unknown> };
 
   return {
     name: "gateway",
-    mixins: [ApiGateway as unknown as ServiceSchema],
+    mixins: [webWithoutListen],
     settings: {
       port: config.port,
       ip: config.host,
@@ -107,32 +123,9 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
       logResponse: "debug",
       onError,
       routes: [
-        route("/", {
-          "POST /cqrs/commands/orders": "gateway.placeOrder",
-          "GET /cqrs/queries/orders/:order_id": "gateway.order",
-          "GET /cqrs/queries/users/:user_id/orders": "gateway.ordersOfUser",
-          "GET /cqrs/queries/statistics/orders": "projections.statistics",
-          "GET /event-store/api/v1/events": "gateway.events",
-          "GET /event-store/api/v1/events/type/:event_type": "gateway.eventsOfType",
-          "GET /event-store/api/v1/events/correlation/:correlation_id": "gateway.eventsOfCorrelation",
-          "GET /event-store/api/v1/replay/aggregate/:aggregate_type/:aggregate_id": "gateway.replay",
-          "GET /sagas/:correlation_id": "gateway.saga",
-          "GET /api/v1/products": "products.list",
-          "GET /api/v1/products/:id": "gateway.product",
-          "GET /api/v1/inventory/:product_id": "gateway.inventory",
-          "GET /api/v1/users/:id": "gateway.user",
-          "POST /api/v1/carts": "gateway.createCart",
-          "GET /api/v1/carts/:cart_id": "gateway.cart",
-          "POST /api/v1/carts/:cart_id/items": "gateway.addToCart",
-          "DELETE /api/v1/carts/:cart_id/items/:product_id": "gateway.removeFromCart",
-          "POST /api/v1/carts/:cart_id/checkout": "gateway.checkoutCart",
-          "GET /admin/dead-letters": "event-store.deadLetters",
-          "POST /admin/dead-letters/:id/replay": "gateway.replayDeadLetter",
-          "POST /admin/projections/rebuild": "projections.rebuild",
-        }),
-        // health and metrics stay open: orchestration platforms and Prometheus probe without keys
-        route("/health", { "GET /": "gateway.health" }, { authentication: false, rateLimit: undefined }),
-        route("/metrics", { "GET /": "gateway.metrics" }, { authentication: false, rateLimit: undefined }),
+        route("/", aliasesOf(ROUTES.filter((r) => !r.open))),
+        // health and metrics stay open (no key, no rate limit): orchestration platforms and Prometheus probe them
+        ...ROUTES.filter((r) => r.open).map((r) => route(r.path, aliasesOf([r], r.path), { rateLimit: undefined })),
       ],
     },
     events: {
@@ -239,23 +232,43 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
         },
       },
     },
+    async started(this: Service) {
+      const server = (this as unknown as { server: Server }).server;
+      // listening is done here rather than by moleculer-web, whose start never settles when the
+      // port is taken: a gateway that cannot listen must fail its process
+      await new Promise<void>((resolve, reject) => {
+        const failed = (err: NodeJS.ErrnoException) =>
+          reject(
+            new GatewayListenError(
+              err.code === "EADDRINUSE"
+                ? `the gateway cannot listen on ${config.host}:${config.port}: the port is in use (another npm start?); set PORT to a free one`
+                : `the gateway cannot listen on ${config.host}:${config.port}: ${err.message}`,
+            ),
+          );
+        server.once("error", failed);
+        server.listen(config.port, config.host, () => {
+          server.off("error", failed);
+          resolve();
+        });
+      });
+      const { address, port } = server.address() as AddressInfo;
+      const where = config.apiKeys.length > 0 ? "API keys required" : "no API_KEYS: open to anyone who can reach this address";
+      this.logger.info(`listening on http://${address.includes(":") ? `[${address}]` : address}:${port} (${where})`);
+    },
     methods: {
-      async authenticate(ctx: Context, _route: unknown, req: Req) {
-        const h = req.headers;
-        const bearer = typeof h.authorization === "string" ? h.authorization.replace(/^Bearer\s+/i, "") : undefined;
-        const key = (typeof h["x-api-key"] === "string" ? h["x-api-key"] : undefined) ?? bearer;
-        if (key && config.apiKeys.includes(key)) return { key: `${key.slice(0, 4)}…` };
-        const err = new Error(key ? "the API key is not valid" : "an API key is required: send it as X-API-Key or Authorization: Bearer") as Error & {
-          code: number;
-        };
-        err.code = 401;
-        throw err;
+      /** Closes the port; requests in progress get their answer (up to a bound), idle connections close. */
+      async stopListening(this: Service) {
+        const server = (this as unknown as { server: Server }).server;
+        if (!server.listening) return;
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeIdleConnections();
+        const bound = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
+        await closed;
+        clearTimeout(bound);
       },
     },
-    started(this: Service) {
-      if (config.apiKeys.length === 0) {
-        this.logger.warn(`no API_KEYS configured: the gateway listens on ${config.host} only`);
-      }
+    async stopped(this: Service) {
+      await (this as unknown as { stopListening(): Promise<void> }).stopListening();
     },
   };
 

@@ -43,7 +43,14 @@ export function problemFrom(err: ErrorLike, instance?: string): Problem {
   let errors: Problem["errors"];
   const type = err.type ?? "";
 
-  if (type === "entity.parse.failed" || /JSON/.test(err.name ?? "") || (err.name === "SyntaxError")) {
+  if (type === "REQUEST_REJECTED") {
+    // the request guard's own words (request-guard.ts)
+    errors = (err.data as { issues?: Problem["errors"] } | undefined)?.issues;
+  } else if (type === "UNABLE_DECODE_PARAM") {
+    // moleculer-web decodes path parameters before the guard sees them
+    status = 400;
+    detail = "a path parameter is not valid percent-encoding";
+  } else if (type === "entity.parse.failed" || /JSON/.test(err.name ?? "") || (err.name === "SyntaxError")) {
     status = 400;
     detail = `the request body is not valid JSON: ${detail}`;
   } else if (type === "entity.too.large" || status === 413) {

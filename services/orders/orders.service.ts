@@ -4,6 +4,7 @@ import { z } from "zod";
 import { emit, newMessage, type DataOf } from "../shared/catalogue.js";
 import { withTransaction } from "../shared/database.js";
 import { UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
+import { canonicalJson, cardToken, dbId, MAX_QUANTITY, orderLines, quantity, shippingAddress } from "../shared/request-fields.js";
 import type { ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { committed } from "../shared/signals.js";
@@ -11,31 +12,21 @@ import type { Product } from "../products/products.service.js";
 import type { User } from "../users/users.service.js";
 
 const MAX_LINES = 50;
-const MAX_QUANTITY = 10_000;
-
-const id = z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]).pipe(z.number().int().positive());
-const quantity = z
-  .number({ error: (i) => (i.input === undefined ? "is required" : "must be a number") })
-  .int("must be a whole number")
-  .positive("must be at least 1")
-  .max(MAX_QUANTITY, `must be at most ${MAX_QUANTITY}`);
 
 /** A checkout request as the gateway receives it: one product, or a list of lines. */
 export const orderRequest = z
   .object({
-    user_id: id,
-    product_id: id.optional(),
+    user_id: dbId,
+    product_id: dbId.optional(),
     quantity: quantity.optional(),
     items: z
-      .array(z.object({ product_id: id, quantity }))
+      .array(z.object({ product_id: dbId, quantity }))
       .min(1, "must list at least one product")
       .max(MAX_LINES, `must list at most ${MAX_LINES} products`)
       .optional(),
-    card_token: z.string().min(1).max(64).optional(),
-    shipping_address: z
-      .object({ street: z.string().min(1), city: z.string().min(1), postal_code: z.string().min(1) })
-      .optional(),
-    cart_id: z.string().max(64).optional(),
+    card_token: cardToken.optional(),
+    shipping_address: shippingAddress.optional(),
+    cart_id: z.string().regex(/^cart_\d{1,18}$/, "must look like cart_123").optional(),
   })
   .superRefine((req, ctx) => {
     if (req.items && (req.product_id !== undefined || req.quantity !== undefined)) {
@@ -43,6 +34,15 @@ export const orderRequest = z
     } else if (!req.items) {
       if (req.product_id === undefined) ctx.addIssue({ code: "custom", path: ["product_id"], message: "is required (or give items)" });
       if (req.quantity === undefined) ctx.addIssue({ code: "custom", path: ["quantity"], message: "is required" });
+    }
+    for (const line of orderLines(req.items ?? [])) {
+      if (line.quantity > MAX_QUANTITY) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["items"],
+          message: `product ${line.product_id} is listed for ${line.quantity} in all, more than ${MAX_QUANTITY}`,
+        });
+      }
     }
   });
 export type OrderRequest = z.input<typeof orderRequest>;
@@ -65,8 +65,9 @@ function issuesOf(error: z.ZodError): FieldIssue[] {
   return error.issues.map((i) => ({ field: i.path.join(".") || "(body)", message: i.message }));
 }
 
-function fingerprint(body: unknown): string {
-  return createHash("sha256").update(JSON.stringify(body)).digest("hex");
+/** Of the request as understood (unknown fields dropped, keys sorted), not of its bytes. */
+function fingerprint(req: z.output<typeof orderRequest>): string {
+  return createHash("sha256").update(canonicalJson(req)).digest("hex");
 }
 
 export const orderHandlers: ParticipantHandlers<"orders"> = {
@@ -96,10 +97,9 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
   const { store, config } = deps;
 
   async function resolve(ctx: Context, req: z.output<typeof orderRequest>) {
-    const wanted = new Map<number, number>();
-    for (const line of req.items ?? [{ product_id: req.product_id!, quantity: req.quantity! }]) {
-      wanted.set(line.product_id, (wanted.get(line.product_id) ?? 0) + line.quantity);
-    }
+    const wanted = new Map(
+      orderLines(req.items ?? [{ product_id: req.product_id!, quantity: req.quantity! }]).map((l) => [l.product_id, l.quantity]),
+    );
     const [user, products] = await Promise.all([
       ctx.call<User, { id: number }>("users.get", { id: req.user_id }).catch((err) => {
         if (err?.code === 404) return null;
@@ -144,7 +144,7 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
             throw new UnprocessableEntity(issues.map((i) => `${i.field}: ${i.message}`).join("; "), issues);
           }
           const req = parsed.data;
-          const print = fingerprint(body);
+          const print = fingerprint(req);
           if (idempotency_key) {
             const previous = await pool.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
             if (previous.rowCount) return replay(previous.rows[0].response, print);
@@ -152,13 +152,32 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
           const { user, items, total, currency } = await resolve(ctx, req);
 
           const result = await withTransaction(pool, async (tx) => {
-            if (idempotency_key) {
-              const again = await tx.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
-              if (again.rowCount) return replay(again.rows[0].response, print);
-            }
             const seq = await tx.query("SELECT nextval('orders.order_seq') AS n");
             const order_id = `order_${seq.rows[0].n}`;
             const correlation_id = `checkout_${randomBytes(8).toString("hex")}`;
+            const accepted: OrderAccepted = {
+              order_id,
+              correlation_id,
+              status: "pending",
+              links: {
+                self: `/cqrs/queries/orders/${order_id}`,
+                saga: `/sagas/${correlation_id}`,
+                events: `/event-store/api/v1/events/correlation/${correlation_id}`,
+              },
+            };
+            if (idempotency_key) {
+              // The key is claimed before any work: a concurrent request with the same key waits
+              // here on the unique index until this transaction ends, then finds the key taken
+              // and answers with the first answer.
+              const claim = await tx.query(
+                "INSERT INTO orders.idempotency_keys (key, order_id, response) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
+                [idempotency_key, order_id, JSON.stringify({ ...accepted, fingerprint: print })],
+              );
+              if (!claim.rowCount) {
+                const first = await tx.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
+                return replay(first.rows[0].response, print);
+              }
+            }
             const data: DataOf<"OrderInitiated"> = {
               order_id,
               customer_id: user.id,
@@ -187,23 +206,6 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
               },
             );
             await store.append(tx, [message]);
-            const accepted: OrderAccepted = {
-              order_id,
-              correlation_id,
-              status: "pending",
-              links: {
-                self: `/cqrs/queries/orders/${order_id}`,
-                saga: `/sagas/${correlation_id}`,
-                events: `/event-store/api/v1/events/correlation/${correlation_id}`,
-              },
-            };
-            if (idempotency_key) {
-              await tx.query("INSERT INTO orders.idempotency_keys (key, order_id, response) VALUES ($1, $2, $3)", [
-                idempotency_key,
-                order_id,
-                JSON.stringify({ ...accepted, fingerprint: print }),
-              ]);
-            }
             return accepted;
           });
           committed();

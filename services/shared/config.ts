@@ -43,7 +43,12 @@ const envSchema = z.object({
   HOST: z.string().trim().optional(),
   API_KEYS: z.string().trim().optional(),
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(0),
-  BODY_LIMIT: z.string().trim().default("64kb"),
+  BODY_LIMIT: z
+    .string()
+    .trim()
+    .regex(/^\d+\s*(b|kb|mb)?$/i, "a size such as 65536, 64kb or 1mb")
+    .default("64kb"),
+  ALLOW_OPEN_GATEWAY: z.enum(["0", "1", "true", "false"]).default("0"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
   PAYMENT_FAILURE_RATE: rate.default(0),
   SHIPPING_FAILURE_RATE: rate.default(0),
@@ -87,7 +92,8 @@ export interface Config {
   host: string;
   apiKeys: string[];
   rateLimitPerMinute: number;
-  bodyLimit: string;
+  /** Largest request body, in bytes (`BODY_LIMIT`). */
+  bodyLimitBytes: number;
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace";
   faults: FaultConfig;
   stepTimeoutMs: number;
@@ -124,6 +130,15 @@ function parseServices(list: string | undefined): ServiceName[] {
   return names as ServiceName[];
 }
 
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127(?:\.\d{1,3}){3}$/.test(host);
+}
+
+function bytesOf(size: string): number {
+  const [, n, unit] = /^(\d+)\s*(b|kb|mb)?$/i.exec(size)!;
+  return Number(n) * ({ b: 1, kb: 1024, mb: 1024 * 1024 }[(unit ?? "b").toLowerCase() as "b" | "kb" | "mb"]);
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Config> = {}): Config {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
   const parsed = envSchema.safeParse(cleaned);
@@ -137,6 +152,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     throw new ConfigError("READ_MODEL_STORE=mongodb needs MONGO_URL (for example mongodb://127.0.0.1:27017/sagabench)");
   }
   const apiKeys = (e.API_KEYS ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+  // Without API keys the gateway is open, so it listens on loopback unless told otherwise, explicitly.
+  const host = e.HOST ?? (apiKeys.length > 0 ? "0.0.0.0" : "127.0.0.1");
+  const allowOpen = e.ALLOW_OPEN_GATEWAY === "1" || e.ALLOW_OPEN_GATEWAY === "true";
+  if (apiKeys.length === 0 && !isLoopback(host) && !allowOpen) {
+    throw new ConfigError(
+      `HOST=${host} would open the gateway to the network with no API_KEYS: set API_KEYS, or ALLOW_OPEN_GATEWAY=1 to run it open on purpose`,
+    );
+  }
   const config: Config = {
     sagaMode: e.SAGA_MODE,
     transport,
@@ -147,11 +170,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     nodeId: e.NODE_ID,
     namespace: e.NAMESPACE,
     port: e.PORT,
-    // Without API keys the gateway is open, so it only listens on loopback.
-    host: e.HOST ?? (apiKeys.length > 0 ? "0.0.0.0" : "127.0.0.1"),
+    host,
     apiKeys,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
-    bodyLimit: e.BODY_LIMIT,
+    bodyLimitBytes: bytesOf(e.BODY_LIMIT),
     logLevel: e.LOG_LEVEL,
     faults: {
       paymentFailureRate: e.PAYMENT_FAILURE_RATE,

@@ -1,4 +1,5 @@
-import { mkdirSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import path from "node:path";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
@@ -24,6 +25,55 @@ export interface OpenDatabaseOptions {
   databaseUrl?: string;
   pgliteDir?: string;
   poolSize?: number;
+  /** Where to say that a stale lock was taken over (default: stderr). */
+  log?: (line: string) => void;
+}
+
+/** Another live process holds the embedded database's directory. */
+export class DatabaseLockedError extends Error {}
+
+const LOCK_FILE = "saga-bench.lock";
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * PGlite is one process's database: a second process on the same directory corrupts it. The
+ * lock file is created exclusively (O_EXCL) with the owner's pid before PGlite opens anything; a
+ * lock whose process is gone is taken over, and said so.
+ */
+export function lockDirectory(dir: string, log: (line: string) => void): () => void {
+  const file = path.join(dir, LOCK_FILE);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(file, "wx");
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => {
+        try {
+          if (readFileSync(file, "utf8").trim() === String(process.pid)) unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw err;
+    }
+    const owner = Number(readFileSync(file, "utf8").trim());
+    if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
+      throw new DatabaseLockedError(
+        `the embedded database in ${dir} is in use by process ${owner} (another npm start?); stop that one, or set PGLITE_DIR to another directory (or PGLITE_DIR=memory)`,
+      );
+    }
+    log(`taking over the embedded database in ${dir}: its lock was left by process ${Number.isInteger(owner) ? owner : "?"}, which is no longer running`);
+    unlinkSync(file);
+  }
 }
 
 /**
@@ -47,7 +97,17 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   }
   // PGlite creates only the last directory of its path; a fresh checkout has no .data yet
   if (opts.pgliteDir) mkdirSync(opts.pgliteDir, { recursive: true });
-  const lite = await PGlite.create(opts.pgliteDir ?? "memory://");
+  const unlock = opts.pgliteDir ? lockDirectory(opts.pgliteDir, opts.log ?? ((l) => console.warn(`saga-bench: ${l}`))) : () => undefined;
+  try {
+    return await openEmbedded(opts.pgliteDir, unlock);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): Promise<Database> {
+  const lite = await PGlite.create(pgliteDir ?? "memory://");
   // One connection: pglite-socket's multiplexer interleaves the extended-protocol messages of
   // concurrent connections (a Bind of one client lands on the Parse of another), so every
   // statement goes through a single connection, which is all PGlite can run at once anyway.
@@ -67,6 +127,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       await pool.end();
       await server.stop();
       await lite.close();
+      unlock();
     },
   };
 }

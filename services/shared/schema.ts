@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS carts.carts (
   order_id   TEXT,
   created_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+-- the Idempotency-Key of the checkout that claimed the cart, so that request can get its answer again
+ALTER TABLE carts.carts ADD COLUMN IF NOT EXISTS checkout_key TEXT;
 
 CREATE SCHEMA IF NOT EXISTS orders;
 CREATE SEQUENCE IF NOT EXISTS orders.order_seq;
@@ -191,7 +193,7 @@ ON CONFLICT (product_id) DO NOTHING;
 
 const MIGRATION_LOCK = 7_420_001;
 /** Bump when DDL or SEED change. */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 /**
  * Creates the schemas and seed data once per version. A process that starts against a migrated
