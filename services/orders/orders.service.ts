@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
-import { emit, newMessage, type DataOf } from "../shared/catalogue.js";
+import { emit, type DataOf } from "../shared/catalogue.js";
 import { withTransaction } from "../shared/database.js";
 import { UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import type { ParticipantHandlers } from "../shared/participant.js";
@@ -93,7 +93,7 @@ export const orderHandlers: ParticipantHandlers<"orders"> = {
 
 export function ordersService(deps: ServiceDeps): ServiceSchema {
   const { pool } = deps.db;
-  const { store, config } = deps;
+  const { store, config, envelopes } = deps;
 
   async function resolve(ctx: Context, req: z.output<typeof orderRequest>) {
     const wanted = new Map<number, number>();
@@ -174,13 +174,12 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
                VALUES ($1, $2, $3, 'pending', $4, $5)`,
               [order_id, correlation_id, user.id, total, currency],
             );
-            const message = newMessage(
+            const message = envelopes.create(
               { type: "OrderInitiated", data },
               {
                 correlation_id,
                 service_name: "orders",
                 metadata: {
-                  saga_mode: config.sagaMode,
                   ...(ctx.params.source_ip ? { source_ip: ctx.params.source_ip } : {}),
                   ...(ctx.params.user_agent ? { user_agent: ctx.params.user_agent } : {}),
                 },

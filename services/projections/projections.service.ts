@@ -8,7 +8,7 @@ import { isTerminal, projectOrder, type OrderView, type UserInfo } from "./order
 import { PgReadModelStore } from "./pg-read-model-store.js";
 import type { ReadModelStore } from "./read-model-store.js";
 import { sagaTimeline } from "../../sagas/saga-timeline.js";
-import { METRIC, observe } from "../../observability/metrics.js";
+import { observeSagaDuration } from "../../observability/metrics.js";
 
 /** Broadcast when an order reaches a terminal state; the gateway's `Prefer: wait` listens. */
 export const SETTLED_EVENT = "checkout.settled";
@@ -57,7 +57,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore 
     await readModel.apply([...changed.values()], upTo);
     for (const s of settled) {
       const view = changed.get(s.order_id)!;
-      observe(svc.broker, METRIC.duration, { mode: view.saga_mode ?? "unknown", outcome: s.status }, (view.saga_duration_ms ?? 0) / 1000);
+      observeSagaDuration(svc.broker, view.saga_mode ?? "unknown", s.status, (view.saga_duration_ms ?? 0) / 1000);
       svc.broker.broadcast(SETTLED_EVENT, s);
     }
   }
