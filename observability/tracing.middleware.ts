@@ -1,7 +1,7 @@
 import { context, ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
 import type { Context as MoleculerContext, Middleware, ServiceBroker } from "moleculer";
 import { ATTR } from "./span-attributes.js";
-import { contextOf, currentCarrier, flushTracing, inSpan, messageAttributes, publishSpan, tracingEnabled, type TracedMessage } from "./tracing.js";
+import { contextOf, currentCarrier, currentCorrelation, flushTracing, inSpan, messageAttributes, publishSpan, tracingEnabled, type TracedMessage } from "./tracing.js";
 
 /** `messaging.system` of each transport (OpenTelemetry messaging conventions). */
 const MESSAGING_SYSTEM = { memory: "moleculer-fake", nats: "nats", amqp: "rabbitmq" } as const;
@@ -52,17 +52,19 @@ export function tracingMiddleware(transport: Transport): Middleware {
         const carrier = currentCarrier();
         if (!carrier.traceparent) return next(action, params, opts);
         const { trace_id: _, ...w3c } = carrier;
-        return next(action, params, { ...opts, meta: { ...opts.meta, ...w3c } });
+        const correlation = currentCorrelation();
+        return next(action, params, { ...opts, meta: { ...opts.meta, ...w3c, ...(correlation ? { correlation_id: correlation } : {}) } });
       };
     },
 
     localAction(next: (ctx: MoleculerContext) => Promise<unknown>, action: { name: string; service?: { name: string } }) {
       if (action.name.startsWith("$")) return next;
       return (ctx: MoleculerContext) => {
-        const meta = ctx.meta as { traceparent?: string; tracestate?: string };
-        const parent = meta.traceparent ? contextOf(meta, ROOT_CONTEXT) : context.active();
-        const remote = ctx.nodeID !== undefined && ctx.nodeID !== broker.nodeID;
-        const correlation = correlationOf(ctx.params);
+        const meta = ctx.meta as { traceparent?: string; tracestate?: string; correlation_id?: string };
+        // a local call runs in its caller's context already; a remote one brings it in ctx.meta
+        const remote = ctx.nodeID != null && ctx.nodeID !== broker.nodeID;
+        const parent = remote && meta.traceparent ? contextOf(meta, ROOT_CONTEXT) : context.active();
+        const correlation = correlationOf(ctx.params) ?? (remote ? meta.correlation_id : currentCorrelation());
         return inSpan(
           `action ${action.name}`,
           remote ? SpanKind.SERVER : SpanKind.INTERNAL,

@@ -10,7 +10,7 @@ import {
   type Span,
 } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { ATTR, tracingEnabled, withCorrelation } from "./span-attributes.js";
+import { ATTR, CORRELATION, tracingEnabled, withCorrelation } from "./span-attributes.js";
 export { tracingEnabled };
 import { stepOf } from "./saga-steps.js";
 
@@ -33,6 +33,27 @@ export interface TraceCarrier {
 export async function flushTracing(): Promise<void> {
   const provider = trace.getTracerProvider() as unknown as { getDelegate?(): { forceFlush?(): Promise<void> } };
   await provider.getDelegate?.().forceFlush?.();
+}
+
+/**
+ * Runs `fn` as part of a checkout: its spans, and those of the services it calls (the id
+ * travels in `ctx.meta`), carry the correlation id.
+ */
+export function inCheckout<T>(correlationId: string, fn: () => Promise<T>): Promise<T> {
+  if (!tracingEnabled()) return fn();
+  trace.getActiveSpan()?.setAttribute(ATTR.correlationId, correlationId);
+  return context.with(withCorrelation(context.active(), correlationId), fn);
+}
+
+/** The checkout the current context belongs to, if any. */
+export const currentCorrelation = (): string | undefined => {
+  const v = context.active().getValue(CORRELATION);
+  return typeof v === "string" ? v : undefined;
+};
+
+/** A callback that runs in the trace that is current now, whoever calls it later. */
+export function inCurrentTrace<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+  return context.bind(context.active(), fn);
 }
 
 /** The active span's context, for a message being built now. */

@@ -2,6 +2,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
 import { emit, type DataOf } from "../shared/catalogue.js";
+import { inCheckout } from "../../observability/tracing.js";
 import { withTransaction } from "../shared/database.js";
 import { UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import type { ParticipantHandlers } from "../shared/participant.js";
@@ -149,7 +150,9 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
             const previous = await pool.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
             if (previous.rowCount) return replay(previous.rows[0].response, print);
           }
-          const { user, items, total, currency } = await resolve(ctx, req);
+          const correlation_id = `checkout_${randomBytes(8).toString("hex")}`;
+          // the lookups in other services are already part of this checkout's trace
+          const { user, items, total, currency } = await inCheckout(correlation_id, () => resolve(ctx, req));
 
           const result = await withTransaction(pool, async (tx) => {
             if (idempotency_key) {
@@ -158,7 +161,6 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
             }
             const seq = await tx.query("SELECT nextval('orders.order_seq') AS n");
             const order_id = `order_${seq.rows[0].n}`;
-            const correlation_id = `checkout_${randomBytes(8).toString("hex")}`;
             const data: DataOf<"OrderInitiated"> = {
               order_id,
               customer_id: user.id,
