@@ -8,15 +8,11 @@
  *   OTEL_SERVICE_NAME (default: the process's own service, from SERVICES), OTEL_SDK_DISABLED
  * With `none` or OTEL_SDK_DISABLED=true no SDK starts and the spans API stays a no-op.
  */
-import { NodeSDK } from "@opentelemetry/sdk-node";
-import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter } from "@opentelemetry/sdk-trace-base";
-import { OTLPTraceExporter as OtlpHttpExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { OTLPTraceExporter as OtlpProtoExporter } from "@opentelemetry/exporter-trace-otlp-proto";
-import { JaegerExporter } from "@opentelemetry/exporter-jaeger";
-import { HttpInstrumentation } from "@opentelemetry/instrumentation-http";
-import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
-import { CheckoutSpanProcessor } from "./checkout-span-processor.js";
+import type { SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { markTracingStarted } from "./span-attributes.js";
+
+// Everything else loads only when tracing is on, and only the exporter chosen: with `none` this
+// module costs the process nothing.
 
 export type TracesExporter = "otlp" | "jaeger" | "console" | "none";
 
@@ -27,18 +23,18 @@ export function tracesExporterName(env: NodeJS.ProcessEnv = process.env): Traces
   throw new Error(`OTEL_TRACES_EXPORTER=${name} is not supported; use otlp, jaeger, console or none`);
 }
 
-function exporter(name: Exclude<TracesExporter, "none">, env: NodeJS.ProcessEnv): SpanExporter {
+async function exporter(name: Exclude<TracesExporter, "none">, env: NodeJS.ProcessEnv): Promise<SpanExporter> {
   switch (name) {
     case "otlp": {
       const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf";
-      if (protocol === "http/json") return new OtlpHttpExporter();
-      if (protocol === "http/protobuf") return new OtlpProtoExporter();
+      if (protocol === "http/json") return new (await import("@opentelemetry/exporter-trace-otlp-http")).OTLPTraceExporter();
+      if (protocol === "http/protobuf") return new (await import("@opentelemetry/exporter-trace-otlp-proto")).OTLPTraceExporter();
       throw new Error(`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=${protocol} is not supported; use http/protobuf or http/json`);
     }
     case "jaeger":
-      return new JaegerExporter();
+      return new (await import("@opentelemetry/exporter-jaeger")).JaegerExporter();
     case "console":
-      return new ConsoleSpanExporter();
+      return new (await import("@opentelemetry/sdk-trace-base")).ConsoleSpanExporter();
   }
 }
 
@@ -49,12 +45,19 @@ function serviceName(env: NodeJS.ProcessEnv): string {
   return list.length === 1 && list[0] !== "all" && list[0] !== "*" ? list[0]! : "saga-bench";
 }
 
-function start(env: NodeJS.ProcessEnv): void {
+async function start(env: NodeJS.ProcessEnv): Promise<void> {
   const name = tracesExporterName(env);
   if (name === "none") return;
+  const [{ NodeSDK }, { BatchSpanProcessor }, { HttpInstrumentation }, { PgInstrumentation }, { CheckoutSpanProcessor }] = await Promise.all([
+    import("@opentelemetry/sdk-node"),
+    import("@opentelemetry/sdk-trace-base"),
+    import("@opentelemetry/instrumentation-http"),
+    import("@opentelemetry/instrumentation-pg"),
+    import("./checkout-span-processor.js"),
+  ]);
   const sdk = new NodeSDK({
     serviceName: serviceName(env),
-    spanProcessors: [new CheckoutSpanProcessor(new BatchSpanProcessor(exporter(name, env)))],
+    spanProcessors: [new CheckoutSpanProcessor(new BatchSpanProcessor(await exporter(name, env)))],
     // traces only: no metric readers, no log processors
     logRecordProcessors: [],
     instrumentations: [
@@ -69,4 +72,4 @@ function start(env: NodeJS.ProcessEnv): void {
   markTracingStarted();
 }
 
-start(process.env);
+await start(process.env);

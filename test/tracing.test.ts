@@ -85,7 +85,7 @@ describe.each(RUNS)("tracing over $transport", ({ transport, url }) => {
       correlationId = accepted.correlation_id;
       spans = await traceOf(receiver, correlationId, mode);
       if (process.env.PRINT_WATERFALL) console.log(`${mode} over ${transport}, ${correlationId}:\n${waterfall(spans)}`);
-    }, 180_000);
+    }, 400_000);
 
     afterAll(async () => {
       await system?.stop();

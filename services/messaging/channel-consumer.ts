@@ -43,11 +43,14 @@ export function consumerDeps(base: ConsumerBase, svc: Service): ConsumerDeps {
  */
 export function consumerChannels(base: ConsumerBase, subscriptions: readonly Subscription[]): NonNullable<ServiceSchema["channels"]> {
   const channels: Record<string, ConsumerChannel> = {};
+  // Each system has its own consumer groups: two systems sharing a namespace would otherwise
+  // compete for one queue, and a message taken (and dropped) by the other would be lost to its own.
+  const system = base.envelopes.identity.systemId.replace(/-/g, "").slice(0, 12);
   for (const s of subscriptions) {
     // the channel name is the key (the adapter prefixes it with the namespace)
     if (channels[s.channel]) throw new Error(`two subscriptions to ${s.channel} in one service (${s.consumer})`);
     channels[s.channel] = {
-      group: s.group,
+      group: `${s.group}_${system}`,
       maxInFlight: MAX_IN_FLIGHT,
       consumer: s.consumer,
       async handler(this: Service, raw: unknown): Promise<ChannelOutcome> {

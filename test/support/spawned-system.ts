@@ -85,7 +85,12 @@ export class SpawnedSystem {
       );
       sys.children.push({ name, child });
     }
-    await sys.ready(groups.length > 1 ? 90_000 : 60_000);
+    try {
+      await sys.ready(groups.length > 1 ? 180_000 : 60_000);
+    } catch (err) {
+      await sys.stop();
+      throw err;
+    }
     return sys;
   }
 
