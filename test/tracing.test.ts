@@ -85,7 +85,7 @@ describe.each(RUNS)("tracing over $transport", ({ transport, url }) => {
       correlationId = accepted.correlation_id;
       spans = await traceOf(receiver, correlationId, mode);
       if (process.env.PRINT_WATERFALL) console.log(`${mode} over ${transport}, ${correlationId}:\n${waterfall(spans)}`);
-    }, 400_000);
+    }, 900_000);
 
     afterAll(async () => {
       await system?.stop();
@@ -130,9 +130,11 @@ describe.each(RUNS)("tracing over $transport", ({ transport, url }) => {
       if (transport !== "memory") expect(new Set(spans.map((x) => x.via))).toEqual(new Set(WIRES));
     });
 
-    it("stores the trace id, the traceparent and the system identity with every event of the checkout", async ({ skip: s }) => {
+    // every message of the run (the run is this one checkout) went through the envelope factory
+    it("stores the trace id, the traceparent and the system identity with every event of the run", async ({ skip: s }) => {
       if (skip) return s();
-      const { rows } = await system!.pool.query("SELECT event_type, metadata FROM event_store.events WHERE correlation_id = $1", [correlationId]);
+      const { rows } = await system!.pool.query("SELECT event_type, correlation_id, metadata FROM event_store.events");
+      expect(new Set(rows.map((r) => r.correlation_id))).toEqual(new Set([correlationId]));
       const { rows: identity } = await system!.pool.query("SELECT id FROM messaging.system");
       expect(rows.length).toBeGreaterThanOrEqual(6);
       const traceId = spans[0]!.traceId;
@@ -142,5 +144,39 @@ describe.each(RUNS)("tracing over $transport", ({ transport, url }) => {
         expect(r.metadata.system_id, r.event_type).toBe(identity[0].id);
       }
     });
+  });
+});
+
+describe("tracing off (OTEL_TRACES_EXPORTER=none)", () => {
+  let receiver: TraceReceiver;
+  let system: SpawnedSystem | undefined;
+  let skip = false;
+
+  beforeAll(async () => {
+    skip = !(await available("postgres"));
+    if (skip) return;
+    receiver = await TraceReceiver.start();
+    system = await SpawnedSystem.start({
+      mode: "orchestrated",
+      transporter: "memory",
+      env: { OTEL_TRACES_EXPORTER: "none", OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_JAEGER_ENDPOINT: `${receiver.url}/api/traces` },
+    });
+  }, 120_000);
+
+  afterAll(async () => {
+    await system?.stop();
+    await receiver?.stop();
+  }, 60_000);
+
+  it("exports nothing, and the checkout still has one trace id in its events, without a traceparent", async ({ skip: s }) => {
+    if (skip) return s();
+    const accepted = await system!.order({ user_id: 457, product_id: 105, quantity: 1 });
+    expect(accepted.status).toBe("confirmed");
+    await new Promise((r) => setTimeout(r, 1_500)); // longer than the batch delay the processes were given
+    expect(receiver.requests).toEqual([]);
+    const { rows } = await system!.pool.query("SELECT metadata FROM event_store.events WHERE correlation_id = $1", [accepted.correlation_id]);
+    expect(new Set(rows.map((r) => r.metadata.trace_id)).size).toBe(1);
+    expect(rows[0].metadata.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(rows.filter((r) => r.metadata.traceparent)).toEqual([]);
   });
 });

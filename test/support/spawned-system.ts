@@ -86,7 +86,7 @@ export class SpawnedSystem {
       sys.children.push({ name, child });
     }
     try {
-      await sys.ready(groups.length > 1 ? 180_000 : 60_000);
+      await sys.ready(groups.length > 1 ? 600_000 : 120_000);
     } catch (err) {
       await sys.stop();
       throw err;
@@ -114,15 +114,25 @@ export class SpawnedSystem {
     throw new Error(`system not ready within ${ms} ms: ${last}\n${this.logs.slice(-30).join("\n")}`);
   }
 
-  /** Places an order and waits (Prefer: wait) for the saga to end. */
+  /** Places an order and waits until its saga has ended (the read model shows it). */
   async order(body: Record<string, unknown>): Promise<{ order_id: string; correlation_id: string; status: string }> {
     const r = await fetch(`${this.baseUrl}/cqrs/commands/orders`, {
       method: "POST",
-      headers: { "content-type": "application/json", prefer: "wait=30" },
+      headers: { "content-type": "application/json" },
       body: JSON.stringify(body),
     });
-    if (r.status >= 300) throw new Error(`order answered ${r.status}: ${await r.text()}`);
-    return (await r.json()) as { order_id: string; correlation_id: string; status: string };
+    if (r.status !== 202) throw new Error(`order answered ${r.status}: ${await r.text()}`);
+    const accepted = (await r.json()) as { order_id: string; correlation_id: string };
+    const deadline = Date.now() + 180_000;
+    while (Date.now() < deadline) {
+      const v = await fetch(`${this.baseUrl}/cqrs/queries/orders/${accepted.order_id}`);
+      if (v.status === 200) {
+        const view = (await v.json()) as { status: string };
+        if (view.status !== "pending") return { ...accepted, status: view.status };
+      }
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`${accepted.order_id} did not end within 180 s\n${this.logs.slice(-30).join("\n")}`);
   }
 
   async stop(): Promise<void> {
