@@ -72,8 +72,8 @@ export function tracingMiddleware(transport: Transport): Middleware {
           { [ATTR.service]: action.service?.name ?? action.name.split(".")[0]!, ...(correlation ? { [ATTR.correlationId]: correlation } : {}) },
           async (span) => {
             const result = await next(ctx);
-            const found = correlationOf(result);
-            if (found) span.setAttribute(ATTR.correlationId, found);
+            // a checkout begun inside this call names itself in ctx.meta (merged back to callers)
+            if (!correlation && meta.correlation_id) span.setAttribute(ATTR.correlationId, meta.correlation_id);
             return result;
           },
         );

@@ -37,9 +37,11 @@ export async function flushTracing(): Promise<void> {
 
 /**
  * Runs `fn` as part of a checkout: its spans, and those of the services it calls (the id
- * travels in `ctx.meta`), carry the correlation id.
+ * travels in `ctx.meta`), carry the correlation id; so do the callers' spans, since Moleculer
+ * merges `meta` back into the caller's context.
  */
-export function inCheckout<T>(correlationId: string, fn: () => Promise<T>): Promise<T> {
+export function inCheckout<T>(correlationId: string, meta: { correlation_id?: string }, fn: () => Promise<T>): Promise<T> {
+  meta.correlation_id = correlationId;
   if (!tracingEnabled()) return fn();
   trace.getActiveSpan()?.setAttribute(ATTR.correlationId, correlationId);
   return context.with(withCorrelation(context.active(), correlationId), fn);

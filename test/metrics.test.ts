@@ -62,6 +62,18 @@ describe.each(["orchestrated", "choreographed"] as const)("/metrics after succes
     await h?.stop();
   });
 
+  it("wires every subscription through the consumer builder (it names the consumer and the system's group)", async () => {
+    const system = (await h.pool.query("SELECT replace(id::text, '-', '') AS id FROM messaging.system")).rows[0].id as string;
+    const channels = h.broker.services.flatMap((svc) =>
+      Object.entries((svc.schema.channels ?? {}) as Record<string, { consumer?: unknown; group?: string }>).map(([name, def]) => ({ svc: svc.name, name, def })),
+    );
+    expect(channels.length).toBeGreaterThan(10);
+    for (const c of channels) {
+      expect(typeof c.def.consumer, `${c.svc} ${c.name}`).toBe("string");
+      expect(c.def.group, `${c.svc} ${c.name}`).toMatch(new RegExp(`_${system.slice(0, 12)}$`));
+    }
+  });
+
   it("counts every stored message as published once, by type", () => {
     expect(stored.size).toBeGreaterThan(5);
     for (const [type, n] of stored) expect(sum(samples, "saga_messages_published_total", { type }), type).toBe(n);

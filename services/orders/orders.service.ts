@@ -152,7 +152,7 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
           }
           const correlation_id = `checkout_${randomBytes(8).toString("hex")}`;
           // the lookups in other services are already part of this checkout's trace
-          const { user, items, total, currency } = await inCheckout(correlation_id, () => resolve(ctx, req));
+          const { user, items, total, currency } = await inCheckout(correlation_id, ctx.meta as { correlation_id?: string }, () => resolve(ctx, req));
 
           const result = await withTransaction(pool, async (tx) => {
             if (idempotency_key) {
