@@ -1,9 +1,12 @@
-import type { ServiceBroker } from "moleculer";
-import type { MessageType } from "../services/shared/catalogue.js";
+import type { Middleware, ServiceBroker } from "moleculer";
+import { isCommandType, isEventType } from "../services/shared/catalogue.js";
+import { compensatedStep } from "./saga-steps.js";
 
 /**
  * The saga metrics, kept in each process's Moleculer metric registry and served for the whole
  * cluster by the gateway's `/metrics` (it asks every node and labels each series with its node).
+ * Counted in one place, the middleware below: every message handed to the broker passes the
+ * channel send hook, every message received passes the channel hook.
  */
 export const METRIC = {
   published: "saga_messages_published_total",
@@ -12,32 +15,27 @@ export const METRIC = {
   duration: "saga_duration_seconds",
 } as const;
 
-/** Events that record a compensation done, by the step they undo. */
-export const COMPENSATION_EVENTS: Partial<Record<MessageType, string>> = {
-  StockReleased: "reserve_stock",
-  PaymentRefunded: "charge_payment",
-  ShipmentCancelled: "schedule_shipment",
-  OrderCancelled: "initiate",
-};
+/** Ascending, as Prometheus expects them. */
+export const DURATION_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-export function registerSagaMetrics(broker: ServiceBroker): void {
-  if (!broker.isMetricsEnabled()) return;
+function register(broker: ServiceBroker): void {
   broker.metrics.register({
     type: "counter",
     name: METRIC.published,
-    description: "Messages the relay handed to the broker, by type",
+    description: "Messages handed to the broker (relay, re-sends, dead-letter replays), by type",
     labelNames: ["type"],
   });
   broker.metrics.register({
     type: "counter",
     name: METRIC.consumed,
-    description: "Messages consumers received, by consumer, type and outcome (handled, duplicate = redelivery absorbed, dead-lettered)",
+    description:
+      "Messages consumers received, by consumer, type and outcome (handled; duplicate = redelivery absorbed by the inbox; dead-lettered; foreign = another system's, dropped; skipped = a reaction that does not apply)",
     labelNames: ["consumer", "type", "outcome"],
   });
   broker.metrics.register({
     type: "counter",
     name: METRIC.compensations,
-    description: "Compensations done, by the step undone",
+    description: "Compensations done (their event published), by the step undone",
     labelNames: ["step"],
   });
   broker.metrics.register({
@@ -45,16 +43,52 @@ export function registerSagaMetrics(broker: ServiceBroker): void {
     name: METRIC.duration,
     description: "Checkout saga duration from OrderInitiated to its terminal event",
     labelNames: ["mode", "outcome"],
-    buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    buckets: DURATION_BUCKETS,
   });
 }
 
-export function increment(broker: ServiceBroker, name: string, labels: Record<string, string>): void {
-  if (broker.isMetricsEnabled()) broker.metrics.increment(name, labels);
+type SendToChannel = (channel: string, payload: unknown, opts?: object) => Promise<unknown>;
+type ChannelHandler = (msg: unknown, raw: unknown) => Promise<unknown>;
+
+const typeOf = (msg: unknown): string => {
+  const t = (msg as { event_type?: unknown } | null)?.event_type;
+  return typeof t === "string" && (isEventType(t) || isCommandType(t)) ? t : "(malformed)";
+};
+
+/** Counts messages out and in. Without a metric registry it adds no hook. */
+export function metricsMiddleware(enabled: boolean): Middleware {
+  if (!enabled) return { name: "SagaMetrics" } as unknown as Middleware;
+  let broker: ServiceBroker;
+  return {
+    name: "SagaMetrics",
+    created(b: ServiceBroker) {
+      broker = b;
+      register(b);
+    },
+    sendToChannel(next: SendToChannel): SendToChannel {
+      return async (channel, payload, opts) => {
+        const result = await next(channel, payload, opts);
+        const type = typeOf(payload);
+        broker.metrics.increment(METRIC.published, { type });
+        const step = compensatedStep(type);
+        if (step) broker.metrics.increment(METRIC.compensations, { step });
+        return result;
+      };
+    },
+    localChannel(next: ChannelHandler, chan: { group?: string; consumer?: string }): ChannelHandler {
+      const consumer = chan.consumer ?? chan.group ?? "";
+      return async (msg, raw) => {
+        const outcome = await next(msg, raw);
+        broker.metrics.increment(METRIC.consumed, { consumer, type: typeOf(msg), outcome: typeof outcome === "string" ? outcome : "handled" });
+        return outcome;
+      };
+    },
+  } as unknown as Middleware;
 }
 
-export function observe(broker: ServiceBroker, name: string, labels: Record<string, string>, value: number): void {
-  if (broker.isMetricsEnabled()) broker.metrics.observe(name, value, labels);
+/** Saga duration, observed once per checkout by the projection that sees it end. */
+export function observeSagaDuration(broker: ServiceBroker, mode: string, outcome: string, seconds: number): void {
+  if (broker.isMetricsEnabled()) broker.metrics.observe(METRIC.duration, seconds, { mode, outcome });
 }
 
 interface MetricSnapshot {
@@ -90,7 +124,9 @@ export function renderPrometheus(nodes: { nodeID: string; metrics: MetricSnapsho
       for (const v of m.values) {
         const labels = { ...v.labels, node: nodeID };
         if (m.type === "histogram") {
-          for (const [le, count] of Object.entries(v.buckets ?? {})) e.lines.push(`${m.name}_bucket${labelText({ ...labels, le })} ${count}`);
+          // numeric order: object keys put "1", "2" … before "0.025"
+          const buckets = Object.entries(v.buckets ?? {}).sort(([a], [b]) => Number(a) - Number(b));
+          for (const [le, count] of buckets) e.lines.push(`${m.name}_bucket${labelText({ ...labels, le })} ${count}`);
           e.lines.push(`${m.name}_bucket${labelText({ ...labels, le: "+Inf" })} ${v.count ?? 0}`);
           e.lines.push(`${m.name}_sum${labelText(labels)} ${v.sum ?? 0}`);
           e.lines.push(`${m.name}_count${labelText(labels)} ${v.count ?? 0}`);

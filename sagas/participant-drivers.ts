@@ -1,4 +1,4 @@
-import type { Service, ServiceSchema } from "moleculer";
+import type { ServiceSchema } from "moleculer";
 import {
   channelOf,
   participantOf,
@@ -7,7 +7,9 @@ import {
   type DataOf,
   type Participant,
 } from "../services/shared/catalogue.js";
-import { consume, receive, type ConsumerDeps } from "../services/shared/messaging.js";
+import { consume, type ConsumerDeps } from "../services/shared/messaging.js";
+import { consumerChannels, type ConsumerBase, type Subscription } from "../services/messaging/channel-consumer.js";
+import type { EnvelopeFactory } from "../services/messaging/envelope-factory.js";
 import type { CommandHandler, ParticipantHandlers } from "../services/shared/participant.js";
 import type { ParticipantDriver } from "../services/shared/service-deps.js";
 import type { Config } from "../services/shared/config.js";
@@ -28,21 +30,11 @@ export interface DriverDeps {
   config: Config;
   db: Database;
   store: PgEventStore;
+  envelopes: EnvelopeFactory;
 }
 
-/** Messages in flight per channel and process. */
-const MAX_IN_FLIGHT = 16;
-
-export function consumerDeps(deps: DriverDeps, svc: Service): ConsumerDeps {
-  return {
-    broker: svc.broker,
-    pool: deps.db.pool,
-    store: deps.store,
-    serviceName: svc.name,
-    sagaMode: deps.config.sagaMode,
-    maxRetries: deps.config.maxRetries,
-    logger: svc.logger,
-  };
+export function consumerBase(deps: DriverDeps): ConsumerBase {
+  return { pool: deps.db.pool, store: deps.store, envelopes: deps.envelopes, maxRetries: deps.config.maxRetries };
 }
 
 /** Runs a participant's command for one message; building the command is retried with it. */
@@ -65,21 +57,17 @@ function run<C extends CommandType>(
 
 export function orchestratedDriver(deps: DriverDeps): ParticipantDriver {
   return <P extends Participant>(participant: P, handlers: ParticipantHandlers<P>): Partial<ServiceSchema> => {
-    const channels: ServiceSchema["channels"] = {};
-    for (const [command, handler] of Object.entries(handlers) as [CommandType, CommandHandler<never>][]) {
+    const subscriptions = (Object.entries(handlers) as [CommandType, CommandHandler<never>][]).map(([command, handler]): Subscription => {
       const channel = channelOf(command);
-      channels[channel] = {
+      const consumer = `${participant}:${command}`;
+      return {
+        channel,
         group: participant,
-        maxInFlight: MAX_IN_FLIGHT,
-        async handler(this: Service, raw: unknown) {
-          const consumer = `${participant}:${command}`;
-          const cdeps = consumerDeps(deps, this);
-          const message = await receive(cdeps, consumer, channel, raw);
-          if (message) await run(cdeps, consumer, channel, message, handler, () => message.data as never);
-        },
+        consumer,
+        handle: (message, cdeps) => run(cdeps, consumer, channel, message, handler, () => message.data as never),
       };
-    }
-    return { channels };
+    });
+    return { channels: consumerChannels(consumerBase(deps), subscriptions) };
   };
 }
 
@@ -90,30 +78,26 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
     return initiated.data;
   };
   return <P extends Participant>(participant: P, handlers: ParticipantHandlers<P>): Partial<ServiceSchema> => {
-    const channels: ServiceSchema["channels"] = {};
+    const subscriptions: Subscription[] = [];
     for (const reaction of checkoutReactions) {
       if (participantOf(reaction.run) !== participant) continue;
       const handler = (handlers as Record<string, CommandHandler<never>>)[reaction.run];
       const channel = channelOf(reaction.on);
       const consumer = `${participant}:${reaction.on}->${reaction.run}`;
-      // the channel name is the key (the adapter prefixes it with the namespace), so a
-      // participant reacts to one event type in one way
-      if (channels[channel]) throw new Error(`${participant} has two reactions to ${reaction.on}`);
-      channels[channel] = {
+      subscriptions.push({
+        channel,
         // NATS durable names allow no dots, wildcards or arrows
         group: `${participant}_${reaction.on}_${reaction.run}`,
-        maxInFlight: MAX_IN_FLIGHT,
-        async handler(this: Service, raw: unknown) {
-          const cdeps = consumerDeps(deps, this);
-          const message = await receive(cdeps, consumer, channel, raw);
-          if (!message) return;
-          if (reaction.when && !reaction.when(message.data as never)) return;
+        consumer,
+        async handle(message, cdeps) {
+          if (reaction.when && !reaction.when(message.data as never)) return "skipped";
           // a checkout the watchdog timed out takes no further step forward
-          if (FORWARD.has(reaction.run) && (await deps.store.byAggregate("sagas", message.correlation_id)).length > 0) return;
-          await run(cdeps, consumer, channel, message, handler, () => reaction.build(message.data as never, orderOf) as never);
+          if (FORWARD.has(reaction.run) && (await deps.store.byAggregate("sagas", message.correlation_id)).length > 0) return "skipped";
+          return run(cdeps, consumer, channel, message, handler, () => reaction.build(message.data as never, orderOf) as never);
         },
-      };
+      });
     }
-    return { channels };
+    // a participant reacts to one event type in one way: consumerChannels refuses a second
+    return { channels: consumerChannels(consumerBase(deps), subscriptions) };
   };
 }

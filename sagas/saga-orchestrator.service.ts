@@ -1,20 +1,14 @@
 import type { Service, ServiceSchema } from "moleculer";
-import {
-  channelOf,
-  newMessage,
-  type AnyEmit,
-  type AnyEnvelope,
-  type AnyNewMessage,
-  type EventType,
-} from "../services/shared/catalogue.js";
+import { channelOf, type AnyEnvelope, type AnyNewMessage, type EventType } from "../services/shared/catalogue.js";
 import { withTransaction, type Tx } from "../services/shared/database.js";
-import { consume, receive } from "../services/shared/messaging.js";
+import { consume, type ConsumerDeps, type Work } from "../services/shared/messaging.js";
+import { consumerChannels, consumerDeps } from "../services/messaging/channel-consumer.js";
 import { committed } from "../services/shared/signals.js";
 import { NotFound } from "../services/shared/errors.js";
 import { deadlineSweep } from "./deadline-sweep.js";
 import { decide, type CheckoutSaga, type Decision } from "./checkout.saga.js";
 import { checkoutSteps, initiation } from "./checkout.steps.js";
-import { consumerDeps, type DriverDeps } from "./participant-drivers.js";
+import { consumerBase, type DriverDeps } from "./participant-drivers.js";
 
 /** Every event the step table listens for: replies, failures and "compensation done". */
 export const orchestratorInputs: EventType[] = [
@@ -48,32 +42,33 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
   const { pool } = deps.db;
   const deadlines = { saga: deps.config.sagaTimeoutMs, step: deps.config.stepTimeoutMs };
 
-  /** Feeds one message to the saga (from its channel, or re-read from the event store). */
+  const decideWork: Work<undefined> = {
+    handle: async ({ tx, cause }) => {
+      const { rows } = await tx.query("SELECT state FROM orchestrator.sagas WHERE correlation_id = $1 FOR UPDATE", [
+        cause.correlation_id,
+      ]);
+      const decision = decide((rows[0]?.state as CheckoutSaga) ?? null, cause);
+      if (!decision) return [];
+      await persist(tx, decision, deadlines);
+      return decision.commands;
+    },
+  };
+
+  /** Feeds one message to the saga re-read from the event store (its channel copy was lost). */
   function handle(svc: Service, message: AnyEnvelope) {
-    return consume(consumerDeps(deps, svc), "saga-orchestrator", channelOf(message.event_type), message, {
-      handle: async ({ tx, cause }) => {
-        const { rows } = await tx.query("SELECT state FROM orchestrator.sagas WHERE correlation_id = $1 FOR UPDATE", [
-          cause.correlation_id,
-        ]);
-        const decision = decide((rows[0]?.state as CheckoutSaga) ?? null, cause);
-        if (!decision) return [];
-        await persist(tx, decision, deadlines);
-        return decision.commands;
-      },
-    });
+    return consume(consumerDeps(consumerBase(deps), svc), "saga-orchestrator", channelOf(message.event_type), message, decideWork);
   }
 
-  const channels: ServiceSchema["channels"] = {};
-  for (const type of orchestratorInputs) {
-    channels[channelOf(type)] = {
+  const channels = consumerChannels(
+    consumerBase(deps),
+    orchestratorInputs.map((type) => ({
+      channel: channelOf(type),
       group: "saga-orchestrator",
-      maxInFlight: 16,
-      async handler(this: Service, raw: unknown) {
-        const message = await receive(consumerDeps(deps, this), "saga-orchestrator", channelOf(type), raw);
-        if (message) await handle(this, message);
-      },
-    };
-  }
+      consumer: "saga-orchestrator",
+      handle: (message: AnyEnvelope, cdeps: ConsumerDeps) =>
+        consume(cdeps, "saga-orchestrator", channelOf(message.event_type), message, decideWork),
+    })),
+  );
 
   async function sweep(svc: Service): Promise<void> {
     const expired = await pool.query(
@@ -92,7 +87,7 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
           return 0;
         }
         await persist(tx, d, deadlines);
-        await deps.store.append(tx, record(d.commands, correlation_id, deps.config.sagaMode));
+        await deps.store.append(tx, d.commands.map((c) => deps.envelopes.create(c, { correlation_id, service_name: "saga-orchestrator" }) as AnyNewMessage));
         return d.commands.length;
       });
       if (appended) {
@@ -148,10 +143,4 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
       },
     },
   };
-}
-
-function record(commands: AnyEmit[], correlation_id: string, sagaMode: string): AnyNewMessage[] {
-  return commands.map(
-    (c) => newMessage(c, { correlation_id, service_name: "saga-orchestrator", metadata: { saga_mode: sagaMode } }) as AnyNewMessage,
-  );
 }

@@ -1,5 +1,5 @@
 import type { Service, ServiceSchema } from "moleculer";
-import { emit, newMessage } from "../services/shared/catalogue.js";
+import { emit } from "../services/shared/catalogue.js";
 import { withTransaction } from "../services/shared/database.js";
 import { committed } from "../services/shared/signals.js";
 import type { DriverDeps } from "./participant-drivers.js";
@@ -29,10 +29,9 @@ export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
         await deps.store.lockAppends(tx);
         const undo_from = stepToUndo(await deps.store.byCorrelation(correlation_id, tx));
         if (!undo_from) return null;
-        const message = newMessage(emit("CheckoutTimedOut", { order_id, undo_from }), {
+        const message = deps.envelopes.create(emit("CheckoutTimedOut", { order_id, undo_from }), {
           correlation_id,
           service_name: "saga-watchdog",
-          metadata: { saga_mode: deps.config.sagaMode },
         });
         await deps.store.append(tx, [message]);
         return undo_from;

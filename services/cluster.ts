@@ -15,7 +15,9 @@ const self = fileURLToPath(import.meta.url);
 // compiled (dist/, `npm run start:cluster`): plain node; from the sources (tests): tsx as a loader
 const compiled = self.endsWith(".js");
 const main = path.join(path.dirname(self), compiled ? "main.js" : "main.ts");
-const nodeArgs = compiled ? ["--enable-source-maps", main] : ["--import", "tsx", main];
+// the OpenTelemetry SDK loads before the services, so pg and http are instrumented (OTEL_* configure it)
+const otelSdk = path.join(path.dirname(self), "..", "observability", compiled ? "otel-sdk.js" : "otel-sdk.ts");
+const nodeArgs = compiled ? ["--enable-source-maps", "--import", otelSdk, main] : ["--import", "tsx", "--import", otelSdk, main];
 
 const COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
 
@@ -38,18 +40,23 @@ export function startService(
   env: NodeJS.ProcessEnv,
   onLine: (service: ServiceName, line: string, stream: "out" | "err") => void,
 ): ClusterProcess {
+  // A stable node ID per service: over NATS the channel adapter binds each durable consumer's
+  // delivery subject to the node ID, so a process restarted under a new ID would never again
+  // receive that consumer's messages.
+  const child = startProcess({ ...env, SERVICES: service, NODE_ID: `${env.NODE_ID_PREFIX ?? hostname()}-${service}` }, (line, stream) =>
+    onLine(service, line, stream),
+  );
+  return { service, child };
+}
+
+/** One process of the system, as `npm start` runs it (SERVICES in `env` picks its services). */
+export function startProcess(env: NodeJS.ProcessEnv, onLine: (line: string, stream: "out" | "err") => void): ChildProcess {
   // node itself runs the service (no wrapper process), so a signal sent to the child reaches
   // the service: `kill -9` in the crash tests is a real crash
-  const child = spawn(process.execPath, nodeArgs, {
-    // A stable node ID per service: over NATS the channel adapter binds each durable consumer's
-    // delivery subject to the node ID, so a process restarted under a new ID would never again
-    // receive that consumer's messages.
-    env: { ...env, SERVICES: service, NODE_ID: `${env.NODE_ID_PREFIX ?? hostname()}-${service}` },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  createInterface({ input: child.stdout! }).on("line", (l) => onLine(service, l, "out"));
-  createInterface({ input: child.stderr! }).on("line", (l) => onLine(service, l, "err"));
-  return { service, child };
+  const child = spawn(process.execPath, nodeArgs, { env, stdio: ["ignore", "pipe", "pipe"] });
+  createInterface({ input: child.stdout! }).on("line", (l) => onLine(l, "out"));
+  createInterface({ input: child.stderr! }).on("line", (l) => onLine(l, "err"));
+  return child;
 }
 
 async function run(): Promise<void> {

@@ -19,13 +19,19 @@ import { PgReadModelStore } from "./projections/pg-read-model-store.js";
 import { MongoReadModelStore } from "./projections/mongo-read-model-store.js";
 import { gatewayService } from "./gateway/gateway.service.js";
 import { sagaStyle } from "../sagas/index.js";
-import { registerSagaMetrics } from "../observability/metrics.js";
+import { metricsMiddleware } from "../observability/metrics.js";
+import { tracingMiddleware } from "../observability/tracing.middleware.js";
+import { processAttributes } from "../observability/span-attributes.js";
+import { systemIdentity } from "./shared/schema.js";
+import { envelopeFactory, type EnvelopeFactory } from "./messaging/envelope-factory.js";
 
 export interface System {
   config: Config;
   broker: ServiceBroker;
   db: Database;
   store: PgEventStore;
+  /** Builds every envelope of this system (its identity, saga mode, trace context). */
+  envelopes: EnvelopeFactory;
   /** The services this process runs. */
   services: ServiceName[];
   start(): Promise<void>;
@@ -64,8 +70,10 @@ function readModelStore(config: Config, db: Database): ReadModelStore {
 export async function createSystem(config: Config, opts: SystemOptions = {}): Promise<System> {
   const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
   const store = new PgEventStore(db.pool);
-  const style = sagaStyle(config.sagaMode, { config, db, store });
-  const deps: ServiceDeps = { config, db, store, drive: style.drive };
+  const envelopes = envelopeFactory({ systemId: await systemIdentity(db.pool), sagaMode: config.sagaMode });
+  processAttributes.sagaMode = config.sagaMode;
+  const style = sagaStyle(config.sagaMode, { config, db, store, envelopes });
+  const deps: ServiceDeps = { config, db, store, envelopes, drive: style.drive };
 
   const factories: Partial<Record<ServiceName, () => ServiceSchema>> = {
     "event-store": () => eventStoreService(deps),
@@ -100,10 +108,14 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     tracing: false,
     // the saga metrics are read through the gateway's /metrics (observability/metrics.ts)
     metrics: { enabled: true, reporter: [] },
-    middlewares: [channelsMiddleware(config), ...(config.duplicateDelivery ? [duplicateDeliveryMiddleware()] : [])],
+    // later ones wrap earlier ones: tracing sees the metrics' work, fault injection wraps all
+    middlewares: [
+      channelsMiddleware(config),
+      metricsMiddleware(true),
+      tracingMiddleware(config.transport),
+      ...(config.duplicateDelivery ? [duplicateDeliveryMiddleware()] : []),
+    ],
   });
-
-  registerSagaMetrics(broker);
 
   const running = config.services.filter((name) => factories[name]);
   for (const name of running) broker.createService(factories[name]!());
@@ -113,6 +125,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     broker,
     db,
     store,
+    envelopes,
     services: running,
     start: () => broker.start(),
     async stop(onStep = () => undefined) {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { channelOf, emit, newMessage } from "../services/shared/catalogue.js";
+import { channelOf, emit } from "../services/shared/catalogue.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 
 /** What an operator does: replay dead letters, rebuild the read models. */
@@ -30,7 +30,7 @@ describe("operations", () => {
   it("parks a message its consumer keeps failing on, lists it, and replays it once the cause is fixed", async () => {
     // a notification for a customer the users service does not know (yet)
     const command = {
-      ...newMessage(emit("SendNotification", { order_id: "order_990001", customer_id: 990001, template: "order_confirmed" }), {
+      ...h.system.envelopes.create(emit("SendNotification", { order_id: "order_990001", customer_id: 990001, template: "order_confirmed" }), {
         correlation_id: `checkout_${randomUUID().slice(0, 8)}`,
         service_name: "test",
       }),

@@ -1,6 +1,5 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { SAGA_MODES } from "../services/shared/config.js";
-import { consumeStats } from "../services/shared/messaging.js";
 import { runAll, scenarios, type Outcome } from "./support/scenarios.js";
 
 /**
@@ -16,9 +15,9 @@ describe.each(SAGA_MODES)("every message delivered twice (%s)", (mode) => {
 
   beforeAll(async () => {
     clean = await runAll(mode, table);
-    const before = consumeStats.duplicate;
-    doubled = await runAll(mode, table, { CHAOS_DUPLICATE_DELIVERY: "1" });
-    duplicatesSeen = consumeStats.duplicate - before;
+    doubled = await runAll(mode, table, { CHAOS_DUPLICATE_DELIVERY: "1" }, async (h) => {
+      duplicatesSeen = h.counter("saga_messages_consumed_total", { outcome: "duplicate" });
+    });
   }, 300_000);
 
   it("really delivered duplicates", () => {

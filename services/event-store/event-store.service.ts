@@ -5,7 +5,6 @@ import type { ServiceDeps } from "../shared/service-deps.js";
 import { replay } from "./aggregate-replay.js";
 import { EventFollower } from "./event-follower.js";
 import { relayPublisher, type RelayPublisher } from "./relay-publisher.js";
-import { COMPENSATION_EVENTS, increment, METRIC } from "../../observability/metrics.js";
 import type { StoredEvent } from "./pg-event-store.js";
 
 const RELAY = "relay";
@@ -123,11 +122,6 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
           // replay after a crash before the checkpoint), since each is caused by a published one
           await out.publish(events.map(envelopeOf));
           await store.saveCheckpoint(RELAY, upTo);
-          for (const e of events) {
-            increment(broker, METRIC.published, { type: e.event_type });
-            const step = COMPENSATION_EVENTS[e.event_type];
-            if (step) increment(broker, METRIC.compensations, { step });
-          }
         },
       });
       await relay.start();

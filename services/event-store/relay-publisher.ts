@@ -13,7 +13,9 @@ export interface RelayPublisher {
  * In memory and over NATS the channel adapter does the job: JetStream's publish resolves on the
  * stream's acknowledgement. The AMQP adapter publishes on a plain channel without confirms, so
  * over RabbitMQ the relay keeps its own confirm channel: a message counts as published only when
- * RabbitMQ has confirmed it, and the checkpoint moves only after that.
+ * RabbitMQ has confirmed it, and the checkpoint moves only after that. Either way each message
+ * passes the broker's channel send hooks (the tracing and metrics middlewares): its publish span
+ * continues from the trace context stored with it.
  */
 export function relayPublisher(config: Config, broker: ServiceBroker): RelayPublisher {
   const publisher = basePublisher(config, broker);
@@ -34,7 +36,7 @@ interface NatsChannelAdapter {
 }
 
 function basePublisher(config: Config, broker: ServiceBroker): RelayPublisher {
-  if (config.transport === "amqp") return new AmqpConfirmPublisher(config.transporterUrl!, config.namespace);
+  if (config.transport === "amqp") return new AmqpConfirmPublisher(config.transporterUrl!, config.namespace, broker);
   let streams: Promise<void> | undefined;
   // The NATS adapter creates a channel's stream when someone subscribes; a message on a channel
   // nobody has subscribed to yet would be refused (503). Create every channel's stream first.
@@ -58,16 +60,31 @@ function basePublisher(config: Config, broker: ServiceBroker): RelayPublisher {
   };
 }
 
+type Send = (channel: string, payload: AnyEnvelope, opts: { headers?: Record<string, string> }) => Promise<void>;
+
 class AmqpConfirmPublisher implements RelayPublisher {
   private connection?: amqp.ChannelModel;
   private channel?: amqp.ConfirmChannel;
   private readonly asserted = new Set<string>();
+  /** One message onto the open confirm channel, wrapped by the same hooks as `sendToChannel`. */
+  private readonly send: Send;
 
   constructor(
     private readonly url: string,
     /** The channel adapter prefixes exchange names with the namespace; so must we. */
     private readonly prefix: string,
-  ) {}
+    broker: ServiceBroker,
+  ) {
+    const raw: Send = async (name, e, opts) => {
+      const exchange = `${this.prefix}.${name}`;
+      this.channel!.publish(exchange, "", Buffer.from(JSON.stringify(e)), {
+        persistent: true,
+        contentType: "application/json",
+        headers: opts.headers,
+      });
+    };
+    this.send = (broker.wrapMethod as unknown as (name: string, handler: Send) => Send)("sendToChannel", raw);
+  }
 
   private async open(): Promise<amqp.ConfirmChannel> {
     if (this.channel) return this.channel;
@@ -95,7 +112,7 @@ class AmqpConfirmPublisher implements RelayPublisher {
         await channel.assertExchange(exchange, "fanout", { durable: true });
         this.asserted.add(exchange);
       }
-      channel.publish(exchange, "", Buffer.from(JSON.stringify(e)), { persistent: true, contentType: "application/json" });
+      await this.send(channelOf(e.event_type), e, {});
     }
     await channel.waitForConfirms();
   }

@@ -16,6 +16,7 @@ const { started: _listen, stopped: _close, ...webWithoutListen } = ApiGateway as
 
 export class GatewayListenError extends Error {}
 import { renderPrometheus } from "../../observability/metrics.js";
+import { inCurrentTrace } from "../../observability/tracing.js";
 
 /** `Prefer: wait=N` is honoured up to this many seconds. */
 const MAX_WAIT_S = 60;
@@ -63,7 +64,8 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
           .call<OrderView, { order_id: string }>("projections.order", { order_id: orderId })
           .then((v) => (v.status !== "pending" ? finish(v) : undefined))
           .catch(() => undefined);
-      const onSettled = () => void check();
+      // woken by a broadcast, the check still belongs to this request's trace
+      const onSettled = inCurrentTrace(() => void check());
       const set = waiters.get(orderId) ?? new Set();
       set.add(onSettled);
       waiters.set(orderId, set);

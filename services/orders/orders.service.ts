@@ -1,7 +1,8 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
-import { emit, newMessage, type DataOf } from "../shared/catalogue.js";
+import { emit, type DataOf } from "../shared/catalogue.js";
+import { inCheckout } from "../../observability/tracing.js";
 import { withTransaction } from "../shared/database.js";
 import { UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import { canonicalJson, cardToken, dbId, MAX_QUANTITY, orderLines, quantity, shippingAddress } from "../shared/request-fields.js";
@@ -94,7 +95,7 @@ export const orderHandlers: ParticipantHandlers<"orders"> = {
 
 export function ordersService(deps: ServiceDeps): ServiceSchema {
   const { pool } = deps.db;
-  const { store, config } = deps;
+  const { store, config, envelopes } = deps;
 
   async function resolve(ctx: Context, req: z.output<typeof orderRequest>) {
     const wanted = new Map(
@@ -149,12 +150,13 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
             const previous = await pool.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
             if (previous.rowCount) return replay(previous.rows[0].response, print);
           }
-          const { user, items, total, currency } = await resolve(ctx, req);
+          const correlation_id = `checkout_${randomBytes(8).toString("hex")}`;
+          // the lookups in other services are already part of this checkout's trace
+          const { user, items, total, currency } = await inCheckout(correlation_id, ctx.meta as { correlation_id?: string }, () => resolve(ctx, req));
 
           const result = await withTransaction(pool, async (tx) => {
             const seq = await tx.query("SELECT nextval('orders.order_seq') AS n");
             const order_id = `order_${seq.rows[0].n}`;
-            const correlation_id = `checkout_${randomBytes(8).toString("hex")}`;
             const accepted: OrderAccepted = {
               order_id,
               correlation_id,
@@ -193,13 +195,12 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
                VALUES ($1, $2, $3, 'pending', $4, $5)`,
               [order_id, correlation_id, user.id, total, currency],
             );
-            const message = newMessage(
+            const message = envelopes.create(
               { type: "OrderInitiated", data },
               {
                 correlation_id,
                 service_name: "orders",
                 metadata: {
-                  saga_mode: config.sagaMode,
                   ...(ctx.params.source_ip ? { source_ip: ctx.params.source_ip } : {}),
                   ...(ctx.params.user_agent ? { user_agent: ctx.params.user_agent } : {}),
                 },

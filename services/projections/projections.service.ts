@@ -8,7 +8,7 @@ import { projectBatch, type UserLookup } from "./order-projector.js";
 import { inFlightByMode, orderStatistics } from "./order-statistics.js";
 import type { ReadModelStore } from "./read-model-store.js";
 import { sagaTimeline } from "../../sagas/saga-timeline.js";
-import { METRIC, observe } from "../../observability/metrics.js";
+import { observeSagaDuration } from "../../observability/metrics.js";
 
 /** Broadcast when an order reaches a terminal state; the gateway's `Prefer: wait` listens. */
 export const SETTLED_EVENT = "checkout.settled";
@@ -45,7 +45,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
   async function project(svc: Service, events: StoredEvent[], upTo: number): Promise<void> {
     const settled = await projectBatch(readModel, events, upTo, lookupUsers(svc));
     for (const view of settled) {
-      observe(svc.broker, METRIC.duration, { mode: view.saga_mode ?? "unknown", outcome: view.status }, (view.saga_duration_ms ?? 0) / 1000);
+      observeSagaDuration(svc.broker, view.saga_mode ?? "unknown", view.status, (view.saga_duration_ms ?? 0) / 1000);
       const s: Settled = { order_id: view.order_id, correlation_id: view.correlation_id, status: view.status };
       svc.broker.broadcast(SETTLED_EVENT, s);
     }

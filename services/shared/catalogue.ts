@@ -206,7 +206,11 @@ export const channelOf = (t: MessageType): string =>
 
 export interface Metadata {
   trace_id?: string;
+  /** W3C trace context of the span that wrote the message (observability/tracing.ts). */
   traceparent?: string;
+  tracestate?: string;
+  /** The system (database) that wrote it; consumers drop other systems' messages. */
+  system_id?: string;
   causation_id?: string;
   source_ip?: string;
   user_agent?: string;
@@ -284,7 +288,7 @@ export function parseEnvelope(raw: unknown): AnyEnvelope {
   return { ...(parsed.data as unknown as AnyEnvelope), data } as AnyEnvelope;
 }
 
-/** Builds a new message caused by `cause` (same correlation id, causation = cause's id). */
+/** Builds an envelope; services build theirs through services/messaging/envelope-factory.ts. */
 export function newMessage<T extends MessageType>(
   e: Emit<T>,
   ctx: { correlation_id: string; service_name: string; causation_id?: string; metadata?: Metadata },

@@ -1,10 +1,10 @@
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
 import type { Middleware } from "moleculer";
 import type { BrokerOptions, LoggerInstance, ServiceBroker } from "moleculer";
-import { increment, METRIC } from "../../observability/metrics.js";
 import type pg from "pg";
 import { randomUUID } from "node:crypto";
-import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyNewMessage, newMessage } from "./catalogue.js";
+import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit } from "./catalogue.js";
+import type { EnvelopeFactory } from "../messaging/envelope-factory.js";
 import type { Config } from "./config.js";
 import { withTransaction, type Tx } from "./database.js";
 import type { PgEventStore, StoredEvent } from "../event-store/pg-event-store.js";
@@ -97,42 +97,13 @@ export interface ConsumerDeps {
   broker: ServiceBroker;
   pool: pg.Pool;
   store: PgEventStore;
+  envelopes: EnvelopeFactory;
   serviceName: string;
-  sagaMode: string;
   maxRetries: number;
   logger: LoggerInstance;
 }
 
-/** Builds the envelopes a handler emits: same correlation id, caused by the handled message. */
-export function messagesFrom(
-  emits: readonly AnyEmit[],
-  cause: Pick<AnyEnvelope, "event_id" | "correlation_id" | "metadata">,
-  serviceName: string,
-  sagaMode: string,
-): AnyNewMessage[] {
-  return emits.map(
-    (e) =>
-      newMessage(e, {
-        correlation_id: cause.correlation_id,
-        service_name: serviceName,
-        causation_id: cause.event_id,
-        metadata: {
-          saga_mode: sagaMode,
-          ...(cause.metadata.trace_id ? { trace_id: cause.metadata.trace_id } : {}),
-        },
-      }) as AnyNewMessage,
-  );
-}
-
 export type ConsumeOutcome = "handled" | "duplicate" | "dead-lettered";
-
-/** Counts of this process's consume outcomes (for /metrics and the redelivery tests). */
-export const consumeStats: Record<ConsumeOutcome, number> = { handled: 0, duplicate: 0, "dead-lettered": 0 };
-
-function counted(deps: ConsumerDeps, consumer: string, message: AnyEnvelope, outcome: ConsumeOutcome): void {
-  consumeStats[outcome]++;
-  increment(deps.broker, METRIC.consumed, { consumer, type: message.event_type, outcome });
-}
 
 export interface Work<P> {
   /** Slow work outside the transaction (a provider call, a lookup in another service). */
@@ -160,10 +131,7 @@ export async function consume<P>(
         consumer,
         message.event_id,
       ]);
-      if (seen.rowCount) {
-        counted(deps, consumer, message, "duplicate");
-        return "duplicate";
-      }
+      if (seen.rowCount) return "duplicate";
       const prepared = work.prepare ? await work.prepare() : (undefined as P);
       const outcome = await withTransaction(deps.pool, async (tx) => {
         const claimed = await tx.query(
@@ -172,16 +140,14 @@ export async function consume<P>(
         );
         if (claimed.rowCount === 0) return "duplicate" as const;
         const emits = await work.handle({ tx, cause: message, prepared });
-        await deps.store.append(tx, messagesFrom(emits, message, deps.serviceName, deps.sagaMode));
+        await deps.store.append(tx, deps.envelopes.causedBy(emits, message, deps.serviceName));
         return "handled" as const;
       });
       if (outcome === "handled") committed();
-      counted(deps, consumer, message, outcome);
       return outcome;
     } catch (err) {
       if (attempt > deps.maxRetries) {
         await deadLetter(deps, consumer, channel, message, err, attempt);
-        counted(deps, consumer, message, "dead-lettered");
         return "dead-lettered";
       }
       deps.logger.warn(`${consumer}: ${message.event_type} ${message.event_id} failed (attempt ${attempt}): ${String(err)}`);
@@ -200,8 +166,6 @@ export async function receive(deps: ConsumerDeps, consumer: string, channel: str
   } catch (err) {
     if (!(err instanceof ContractError)) throw err;
     await deadLetter(deps, consumer, channel, raw, err, 1);
-    consumeStats["dead-lettered"]++;
-    increment(deps.broker, METRIC.consumed, { consumer, type: "(malformed)", outcome: "dead-lettered" });
     return null;
   }
 }

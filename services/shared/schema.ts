@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS messaging.dead_letters (
   replayed_at TIMESTAMPTZ
 );
 
+-- the identity of this system, made with its database: every envelope names it, and a consumer
+-- drops messages of another system that shares the broker namespace
+CREATE TABLE IF NOT EXISTS messaging.system (
+  singleton  BOOLEAN PRIMARY KEY DEFAULT true CHECK (singleton),
+  id         UUID NOT NULL DEFAULT gen_random_uuid(),
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+INSERT INTO messaging.system (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+
 CREATE SCHEMA IF NOT EXISTS users;
 CREATE TABLE IF NOT EXISTS users.users (
   id    INTEGER PRIMARY KEY,
@@ -214,4 +223,10 @@ export async function migrate(pool: pg.Pool): Promise<void> {
     await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
     client.release();
   }
+}
+
+/** This system's identity (messaging.system), created with the database. */
+export async function systemIdentity(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query("SELECT id FROM messaging.system");
+  return rows[0].id as string;
 }

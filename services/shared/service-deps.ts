@@ -4,6 +4,7 @@ import type { PgEventStore } from "../event-store/pg-event-store.js";
 import type { Participant } from "./catalogue.js";
 import type { ParticipantHandlers } from "./participant.js";
 import type { ServiceSchema } from "moleculer";
+import type { EnvelopeFactory } from "../messaging/envelope-factory.js";
 
 /** What the saga style adds to a participant: the channels that drive its commands. */
 export type ParticipantDriver = <P extends Participant>(
@@ -16,5 +17,6 @@ export interface ServiceDeps {
   config: Config;
   db: Database;
   store: PgEventStore;
+  envelopes: EnvelopeFactory;
   drive: ParticipantDriver;
 }

@@ -254,6 +254,14 @@ export class CheckoutHarness {
     return rows[0];
   }
 
+  /** The sum of this process's counter series whose labels include `labels`. */
+  counter(name: string, labels: Record<string, string> = {}): number {
+    const metric = this.broker.metrics.getMetric(name) as unknown as { list(): { labels: Record<string, string>; value: number }[] } | null;
+    return (metric?.list() ?? [])
+      .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
+      .reduce((n, v) => n + v.value, 0);
+  }
+
   async eventCount(): Promise<number> {
     return this.system.store.count();
   }

@@ -47,7 +47,13 @@ export interface Outcome {
   commands: number;
 }
 
-export async function runAll(mode: SagaMode, table: Scenario[], env: Record<string, string> = {}): Promise<Outcome[]> {
+/** `inspect` sees the system after the last checkout, before it stops. */
+export async function runAll(
+  mode: SagaMode,
+  table: Scenario[],
+  env: Record<string, string> = {},
+  inspect?: (h: CheckoutHarness) => Promise<void>,
+): Promise<Outcome[]> {
   const h = await CheckoutHarness.start({ mode, env: { ...FAULTS, ...env } });
   try {
     await h.seedProducts(PRODUCTS);
@@ -69,6 +75,7 @@ export async function runAll(mode: SagaMode, table: Scenario[], env: Record<stri
         commands: events.filter((e) => isCommandType(e.event_type)).length,
       });
     }
+    await inspect?.(h);
     return outcomes;
   } finally {
     await h.stop();

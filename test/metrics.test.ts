@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CheckoutHarness } from "./support/checkout-harness.js";
+
+/**
+ * The metrics middleware counts every message out and in. After a run of successes and
+ * failures, /metrics agrees with the event store.
+ */
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+function parse(text: string): Sample[] {
+  return text
+    .split("\n")
+    .filter((l) => l && !l.startsWith("#"))
+    .map((l) => {
+      const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(l)!;
+      const labels = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
+      return { name: m[1]!, labels, value: Number(m[3]) };
+    });
+}
+
+const sum = (samples: Sample[], name: string, labels: Record<string, string>) =>
+  samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
+
+describe.each(["orchestrated", "choreographed"] as const)("/metrics after successes and failures (%s)", (mode) => {
+  let h: CheckoutHarness;
+  let samples: Sample[] = [];
+  let text = "";
+  let stored = new Map<string, number>();
+  let cancelled = 0;
+
+  beforeAll(async () => {
+    h = await CheckoutHarness.start({ mode });
+    await h.seedProducts([{ id: 901, price: 10, stock: 3 }]);
+    const orders = [
+      { user_id: 457, product_id: 901, quantity: 1 },
+      { user_id: 457, product_id: 901, quantity: 1, card_token: "tok_chargeDeclined" },
+      { user_id: 457, product_id: 901, quantity: 1, shipping_address: { street: "1 Main", city: "Ottawa", postal_code: "00000" } },
+      { user_id: 457, product_id: 901, quantity: 50 },
+      { user_id: 457, product_id: 901, quantity: 2 },
+    ];
+    for (const o of orders) await h.checkout(o);
+    // the relay publishes after the commit: wait until every stored message is out
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      text = await (await fetch(`${h.baseUrl}/metrics`)).text();
+      samples = parse(text);
+      const published = sum(samples, "saga_messages_published_total", {});
+      if (published === (await h.eventCount()) || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const { rows } = await h.pool.query("SELECT event_type, count(*)::int AS n FROM event_store.events GROUP BY 1");
+    stored = new Map(rows.map((r) => [r.event_type as string, r.n as number]));
+    cancelled = (await h.pool.query("SELECT count(*)::int AS n FROM orders.orders WHERE status = 'cancelled'")).rows[0].n;
+  }, 120_000);
+
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("wires every subscription through the consumer builder (it names the consumer and the system's group)", async () => {
+    const system = (await h.pool.query("SELECT replace(id::text, '-', '') AS id FROM messaging.system")).rows[0].id as string;
+    const channels = h.broker.services.flatMap((svc) =>
+      Object.entries((svc.schema.channels ?? {}) as Record<string, { consumer?: unknown; group?: string }>).map(([name, def]) => ({ svc: svc.name, name, def })),
+    );
+    expect(channels.length).toBeGreaterThan(10);
+    for (const c of channels) {
+      expect(typeof c.def.consumer, `${c.svc} ${c.name}`).toBe("string");
+      expect(c.def.group, `${c.svc} ${c.name}`).toMatch(new RegExp(`_${system.slice(0, 12)}$`));
+    }
+  });
+
+  it("counts every stored message as published once, by type", () => {
+    expect(stored.size).toBeGreaterThan(5);
+    for (const [type, n] of stored) expect(sum(samples, "saga_messages_published_total", { type }), type).toBe(n);
+  });
+
+  it("counts every message each consumer received, by type, as the event store has them", () => {
+    const consumed = samples.filter((s) => s.name === "saga_messages_consumed_total");
+    expect(consumed.length).toBeGreaterThan(5);
+    for (const s of consumed) {
+      expect(s.labels.outcome, JSON.stringify(s.labels)).not.toBe("dead-lettered");
+      // in memory each consumer group gets each message of its channel once
+      expect(sum(consumed, s.name, { consumer: s.labels.consumer!, type: s.labels.type! }), JSON.stringify(s.labels)).toBe(stored.get(s.labels.type!));
+    }
+  });
+
+  it("counts compensations as the event store records them, one order cancellation per cancelled order", () => {
+    expect(cancelled).toBe(3);
+    expect(sum(samples, "saga_compensations_total", { step: "initiate" })).toBe(cancelled);
+    expect(sum(samples, "saga_compensations_total", { step: "reserve_stock" })).toBe(stored.get("StockReleased") ?? 0);
+    expect(sum(samples, "saga_compensations_total", { step: "charge_payment" })).toBe(stored.get("PaymentRefunded") ?? 0);
+  });
+
+  it("gives the saga duration histogram by mode and outcome, its buckets in ascending order", () => {
+    const buckets = samples.filter((s) => s.name === "saga_duration_seconds_bucket" && s.labels.mode === mode && s.labels.outcome === "cancelled");
+    expect(buckets.length).toBeGreaterThan(3);
+    const les = buckets.map((b) => (b.labels.le === "+Inf" ? Infinity : Number(b.labels.le)));
+    expect(les).toEqual([...les].sort((a, b) => a - b));
+    expect(buckets.at(-1)!.value).toBe(cancelled);
+    expect(sum(samples, "saga_duration_seconds_count", { mode, outcome: "confirmed" })).toBe(2);
+  });
+});
