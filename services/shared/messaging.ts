@@ -155,15 +155,8 @@ export async function consume<P>(
 ): Promise<ConsumeOutcome> {
   for (let attempt = 1; ; attempt++) {
     try {
-      // a cheap look first, so a redelivered message does not redo `prepare` (a provider call)
-      const seen = await deps.pool.query("SELECT 1 FROM messaging.inbox WHERE consumer = $1 AND message_id = $2", [
-        consumer,
-        message.event_id,
-      ]);
-      if (seen.rowCount) {
-        counted(deps, consumer, message, "duplicate");
-        return "duplicate";
-      }
+      // No look in the inbox before `prepare`: the transaction's claim decides, and a rare
+      // redelivery redoing `prepare` costs less than one more round trip on every message.
       const prepared = work.prepare ? await work.prepare() : (undefined as P);
       const outcome = await withTransaction(deps.pool, async (tx) => {
         const claimed = await tx.query(
