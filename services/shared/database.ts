@@ -20,6 +20,8 @@ export interface Database {
 // pg returns BIGINT as string by default; positions fit comfortably in a JS number.
 pg.types.setTypeParser(20, (v) => Number(v));
 
+const PGLITE_SHARED_BUFFERS = "16MB";
+
 export interface OpenDatabaseOptions {
   databaseUrl?: string;
   pgliteDir?: string;
@@ -48,7 +50,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   }
   // PGlite creates only the last directory of its path; a fresh checkout has no .data yet
   if (opts.pgliteDir) mkdirSync(opts.pgliteDir, { recursive: true });
-  const lite = await PGlite.create(opts.pgliteDir ?? "memory://");
+  // PGlite's WebAssembly memory only grows; its default 128 MB of shared buffers is most of
+  // what it holds beyond its own start-up, and one process's working set needs far less
+  const lite = await PGlite.create(opts.pgliteDir ?? "memory://", { postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`] });
   // One connection: pglite-socket's multiplexer interleaves the extended-protocol messages of
   // concurrent connections (a Bind of one client lands on the Parse of another), so every
   // statement goes through a single connection, which is all PGlite can run at once anyway.
