@@ -22,8 +22,17 @@ export class PgReadModelStore implements ReadModelStore {
 
   async apply(changed: OrderView[], position: number): Promise<void> {
     await withTransaction(this.pool, async (tx) => {
-      const cp = await tx.query("SELECT position FROM event_store.checkpoints WHERE name = $1 FOR UPDATE", [CHECKPOINT]);
-      if (cp.rows.length && (cp.rows[0].position as number) >= position) return; // already applied
+      // already applied? Compared in the order followers read (writing transaction, then position),
+      // in which a later batch may well end at a smaller position
+      const cp = await tx.query(
+        `SELECT (coalesce(done.tx_id, '0'::xid8), c.position) >= (coalesce(batch.tx_id, '0'::xid8), $2::bigint) AS applied
+           FROM event_store.checkpoints c
+           LEFT JOIN event_store.events done ON done.position = c.position
+           LEFT JOIN event_store.events batch ON batch.position = $2
+          WHERE c.name = $1 FOR UPDATE OF c`,
+        [CHECKPOINT, position],
+      );
+      if (cp.rows.length && (cp.rows[0].applied as boolean)) return;
       for (const v of changed) {
         await tx.query(
           `INSERT INTO read_model.orders (order_id, correlation_id, user_id, status, saga_mode, started_at, ended_at, doc)
