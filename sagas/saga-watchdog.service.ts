@@ -24,9 +24,9 @@ export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
     );
     for (const { order_id, correlation_id } of rows) {
       const undone = await withTransaction(pool, async (tx) => {
-        // Decided under the append lock: no participant's event can commit between reading the
+        // Decided under the checkout's append lock: no participant's event can commit between reading the
         // checkout's events and recording the timeout, so the step chosen is the one in flight.
-        await deps.store.lockAppends(tx);
+        await deps.store.lockAppends(tx, correlation_id);
         const undo_from = stepToUndo(await deps.store.byCorrelation(correlation_id, tx));
         if (!undo_from) return null;
         const message = deps.envelopes.create(emit("CheckoutTimedOut", { order_id, undo_from }), {

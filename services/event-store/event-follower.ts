@@ -1,7 +1,7 @@
 import pg from "pg";
 import type { LoggerInstance } from "moleculer";
 import type { PgEventStore, StoredEvent } from "./pg-event-store.js";
-import type { Database } from "../shared/database.js";
+import { ownListeners, type Database } from "../shared/database.js";
 import { onCommitted } from "../shared/signals.js";
 
 export interface FollowerOptions {
@@ -19,6 +19,9 @@ export interface FollowerOptions {
   advisoryLock?: number;
 }
 
+/** Longest wait before looking again at events held back by a running transaction. */
+const HELD_BACK_MAX_MS = 16;
+
 /**
  * Follows the event store from a checkpoint: reads gap-free batches, hands them on, sleeps until
  * woken by a local commit, a PostgreSQL NOTIFY or the poll timer.
@@ -29,6 +32,7 @@ export class EventFollower {
   private pending = false;
   private loop: Promise<void> | null = null;
   private listener: pg.Client | null = null;
+  private listenerPid: number | undefined;
   private lockClient: pg.PoolClient | null = null;
   private unsubscribe: (() => void) | null = null;
   position = 0;
@@ -47,6 +51,7 @@ export class EventFollower {
     this.unsubscribe?.();
     this.wake();
     await this.loop;
+    if (this.listenerPid !== undefined) ownListeners.delete(this.listenerPid);
     await this.listener?.end().catch(() => undefined);
     if (this.lockClient) {
       await this.lockClient.query("SELECT pg_advisory_unlock($1)", [this.opts.advisoryLock]).catch(() => undefined);
@@ -64,6 +69,9 @@ export class EventFollower {
     client.on("error", (err) => this.opts.logger.warn(`${this.opts.name}: LISTEN connection lost: ${err.message}`));
     client.on("notification", () => this.wake());
     await client.connect();
+    // asked first: other processes recognise a listener by its last statement being the LISTEN
+    this.listenerPid = (await client.query("SELECT pg_backend_pid() AS pid")).rows[0].pid as number;
+    ownListeners.add(this.listenerPid);
     await client.query("LISTEN event_store");
     this.listener = client;
   }
@@ -100,6 +108,8 @@ export class EventFollower {
   private async run(): Promise<void> {
     let loaded = false;
     let failures = 0;
+    let heldBack = 0;
+    const batchSize = this.opts.batchSize ?? 500;
     while (this.running) {
       try {
         if (!(await this.acquireLock())) {
@@ -111,16 +121,19 @@ export class EventFollower {
           loaded = true;
         }
         this.pending = false;
-        const events = await this.opts.store.readCommitted(this.position, this.opts.batchSize ?? 500);
+        const { events, heldBack: waiting } = await this.opts.store.follow(this.position, batchSize);
+        // committed events behind a transaction still running: look again soon, not at the next poll
+        heldBack = waiting ? heldBack + 1 : 0;
         if (events.length === 0) {
-          await this.sleep(this.opts.pollMs);
+          await this.sleep(heldBack > 0 ? Math.min(2 ** heldBack, HELD_BACK_MAX_MS, this.opts.pollMs) : this.opts.pollMs);
           continue;
         }
         const upTo = events[events.length - 1].position;
         await this.opts.handle(events, upTo);
         this.position = upTo;
         failures = 0;
-        this.pending = true; // there may be more
+        // a full batch may have more behind it; after a short one, a commit since wakes us anyway
+        if (events.length === batchSize || heldBack > 0) this.pending = true;
       } catch (err) {
         if (!this.running) break;
         failures++;

@@ -9,6 +9,7 @@ import type { StoredEvent } from "./pg-event-store.js";
 
 const RELAY = "relay";
 const RELAY_LOCK = 7_420_002;
+const RELAY_CHECKPOINT_MS = 200;
 
 const envelopeOf = ({ position: _, ...envelope }: StoredEvent): AnyEnvelope => envelope as AnyEnvelope;
 
@@ -27,6 +28,8 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
   const { store, db } = deps;
   let relay: EventFollower | undefined;
   let publisher: RelayPublisher | undefined;
+  let savedAt = 0;
+  let unsaved: number | undefined;
 
   return {
     name: "event-store",
@@ -121,13 +124,21 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
           // by one transaction (several StockReserved lines, say), or went out once already (a
           // replay after a crash before the checkpoint), since each is caused by a published one
           await out.publish(events.map(envelopeOf));
-          await store.saveCheckpoint(RELAY, upTo);
+          // The checkpoint is written at most every RELAY_CHECKPOINT_MS, not after every batch: a
+          // restart then sends at most that much again (consumers' inboxes absorb it), and a
+          // busy relay saves a commit per batch.
+          if (Date.now() - savedAt >= RELAY_CHECKPOINT_MS) {
+            await store.saveCheckpoint(RELAY, upTo);
+            savedAt = Date.now();
+            unsaved = undefined;
+          } else unsaved = upTo;
         },
       });
       await relay.start();
     },
     async stopped() {
       await relay?.stop();
+      if (unsaved !== undefined) await store.saveCheckpoint(RELAY, unsaved).catch(() => undefined);
       await publisher?.close();
     },
   };

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { AnyEnvelope, AnyNewMessage, MessageType } from "../shared/catalogue.js";
-import type { Queryable, Tx } from "../shared/database.js";
+import { markAppended, type Queryable, type Tx } from "../shared/database.js";
 
 /** A stored message with its global position. */
 export type StoredEvent = AnyEnvelope & { readonly position: number };
@@ -8,7 +8,16 @@ export type StoredEvent = AnyEnvelope & { readonly position: number };
 /** The aggregate moved on since the caller read it (`expected` version); retrying will not help. */
 export class ConcurrencyError extends Error {}
 
-const APPEND_LOCK = 7_420_000;
+/** Advisory lock space of the per-checkout append locks (two-key form: this, hashtext(correlation id)). */
+const CHECKOUT_LOCKS = 7_420_000;
+
+/**
+ * SQL that joins a checkout's writers (the shared side of `lockAppends`), for the first statement
+ * of a transaction that will append to that checkout: it then takes its transaction id only once
+ * no timeout is being decided, so within one checkout the followers' order (writing transaction,
+ * then position) is also position order, which the read models' per-view guard relies on.
+ */
+export const joinCheckoutSql = (param: string): string => `pg_advisory_xact_lock_shared(${CHECKOUT_LOCKS}, hashtext(${param}))`;
 
 const COLUMNS = `position, event_id, event_type, aggregate_type, aggregate_id, version, timestamp,
   correlation_id, service_name, data, metadata`;
@@ -34,6 +43,67 @@ export interface Page {
   limit?: number;
 }
 
+const APPEND = `
+WITH m AS MATERIALIZED (
+  SELECT r.*,
+         row_number() OVER (PARTITION BY aggregate_type, aggregate_id ORDER BY i) AS n,
+         count(*) OVER (PARTITION BY aggregate_type, aggregate_id) AS total
+    FROM jsonb_to_recordset($1::jsonb) AS r(i int, event_id uuid, event_type text, aggregate_type text,
+         aggregate_id text, "timestamp" timestamptz, correlation_id text, service_name text, data jsonb, metadata jsonb)
+),
+locked AS MATERIALIZED (
+  SELECT count(*) AS checkouts
+    FROM (SELECT pg_advisory_xact_lock_shared(${CHECKOUT_LOCKS}, hashtext(c))
+            FROM (SELECT DISTINCT correlation_id AS c FROM m ORDER BY 1) d) l
+),
+stream AS (
+  INSERT INTO event_store.streams AS s (aggregate_type, aggregate_id, version)
+  SELECT aggregate_type, aggregate_id, max(total) FROM m, locked GROUP BY 1, 2 ORDER BY 1, 2
+  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = s.version + EXCLUDED.version
+  RETURNING aggregate_type, aggregate_id, version
+)
+INSERT INTO event_store.events (event_id, event_type, aggregate_type, aggregate_id, version, timestamp,
+  correlation_id, service_name, data, metadata)
+SELECT m.event_id, m.event_type, m.aggregate_type, m.aggregate_id, (stream.version - m.total + m.n)::int, m.timestamp,
+       m.correlation_id, m.service_name, m.data, m.metadata
+  FROM m JOIN stream USING (aggregate_type, aggregate_id)
+ ORDER BY m.i
+RETURNING ${COLUMNS}`;
+
+/**
+ * The horizon is the smallest id among the transactions running at this statement's snapshot,
+ * leaving out those known to belong to another database (a transaction that ended before
+ * pg_stat_activity was read is kept: safe, it only holds the horizon back for this one read).
+ */
+const READ_COMMITTED = `
+WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s),
+foreign_xids AS MATERIALIZED (
+  SELECT backend_xid FROM pg_stat_activity
+   WHERE backend_xid IS NOT NULL AND datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+horizon AS MATERIALIZED (
+  SELECT coalesce(
+    (SELECT min(x) FROM snap, pg_snapshot_xip(snap.s) AS x
+      WHERE NOT EXISTS (SELECT 1 FROM foreign_xids f WHERE f.backend_xid = xid(x))),
+    (SELECT pg_snapshot_xmax(s) FROM snap)) AS h
+),
+cursor AS MATERIALIZED (
+  SELECT coalesce((SELECT tx_id FROM event_store.events WHERE position = $1), '0'::xid8) AS tx_id
+),
+page AS (
+  SELECT ${COLUMNS}, e.tx_id FROM event_store.events e, cursor, horizon
+   WHERE (e.tx_id, e.position) > (cursor.tx_id, $1::bigint) AND e.tx_id < horizon.h
+   ORDER BY e.tx_id, e.position
+   LIMIT $2
+)
+-- one row even when the page is empty, to carry held_back
+SELECT page.*, EXISTS (
+         SELECT 1 FROM event_store.events e, cursor, horizon
+          WHERE (e.tx_id, e.position) > (cursor.tx_id, $1::bigint) AND e.tx_id >= horizon.h
+       ) AS held_back
+  FROM (SELECT 1) one LEFT JOIN page ON true
+ ORDER BY page.tx_id, page.position`;
+
 const MAX_PAGE = 1000;
 const pageOf = (p: Page) => ({ after: Math.max(0, p.after ?? 0), limit: Math.min(Math.max(1, p.limit ?? 100), MAX_PAGE) });
 
@@ -49,59 +119,53 @@ export class PgEventStore {
    * Appends messages, numbering each aggregate's versions on from its last one. With `expected`
    * (aggregate key → version the caller saw) it refuses an aggregate that has moved on. The
    * UNIQUE (aggregate, version) constraint stays the last line against a second writer.
+   *
+   * One statement: it numbers the versions under the row lock of each aggregate's stream row
+   * (writers of other aggregates do not wait), inserts the events and takes the shared lock of
+   * each checkout that `lockAppends` waits for. Nothing serialises appends system-wide, so
+   * followers order what they read by writing transaction (see `readCommitted`).
    */
   async append(tx: Tx, messages: readonly AnyNewMessage[], expected?: Map<string, number>): Promise<StoredEvent[]> {
     if (messages.length === 0) return [];
-    // Appends queue on one lock held to commit, so positions commit in the order they are
-    // handed out: a follower that has seen position n can never later find a smaller one.
-    await this.lockAppends(tx);
-    const next = new Map<string, number>();
-    const stored: StoredEvent[] = [];
-    for (const m of messages) {
-      const key = `${m.aggregate_type}/${m.aggregate_id}`;
-      let version = next.get(key);
-      if (version === undefined) {
-        const { rows } = await tx.query(
-          "SELECT coalesce(max(version), 0) AS v FROM event_store.events WHERE aggregate_type = $1 AND aggregate_id = $2",
-          [m.aggregate_type, m.aggregate_id],
-        );
-        const current = rows[0].v as number;
-        const want = expected?.get(key);
-        if (want !== undefined && want !== current) {
-          throw new ConcurrencyError(`${key} is at version ${current}, expected ${want}`);
-        }
-        version = current + 1;
-      }
-      next.set(key, version + 1);
+    if (expected) await this.checkExpected(tx, expected);
+    const batch = messages.map((m, i) => ({
+      i,
+      event_id: m.event_id,
+      event_type: m.event_type,
+      aggregate_type: m.aggregate_type,
+      aggregate_id: m.aggregate_id,
+      timestamp: m.timestamp,
+      correlation_id: m.correlation_id,
+      service_name: m.service_name,
+      data: m.data,
+      metadata: m.metadata,
+    }));
+    const { rows } = await tx.query(APPEND, [JSON.stringify(batch)]);
+    if (rows.length !== messages.length) throw new Error(`append stored ${rows.length} of ${messages.length} messages`);
+    markAppended(tx);
+    return rows.map(toStored).sort((a, b) => a.position - b.position);
+  }
+
+  /** Locks the aggregates' stream rows and compares their versions with what the caller saw. */
+  private async checkExpected(tx: Tx, expected: Map<string, number>): Promise<void> {
+    for (const [key, want] of [...expected].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const slash = key.indexOf("/");
       const { rows } = await tx.query(
-        `INSERT INTO event_store.events (event_id, event_type, aggregate_type, aggregate_id, version, timestamp,
-           correlation_id, service_name, data, metadata)
-         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING ${COLUMNS}`,
-        [
-          m.event_id,
-          m.event_type,
-          m.aggregate_type,
-          m.aggregate_id,
-          version,
-          m.timestamp,
-          m.correlation_id,
-          m.service_name,
-          JSON.stringify(m.data),
-          JSON.stringify(m.metadata),
-        ],
+        "SELECT version FROM event_store.streams WHERE aggregate_type = $1 AND aggregate_id = $2 FOR UPDATE",
+        [key.slice(0, slash), key.slice(slash + 1)],
       );
-      stored.push(toStored(rows[0]));
+      const current = (rows[0]?.version as number | undefined) ?? 0;
+      if (current !== want) throw new ConcurrencyError(`${key} is at version ${current}, expected ${want}`);
     }
-    await tx.query("SELECT pg_notify('event_store', $1)", [String(stored[stored.length - 1].position)]);
-    return stored;
   }
 
   /**
-   * Waits until no other transaction is appending, and keeps it so until this one ends: what the
-   * caller then reads is every event committed so far, and none can commit before it does.
+   * Waits until no other transaction is appending to this checkout, and keeps it so until this
+   * one ends: what the caller then reads is every event of the checkout committed so far, and
+   * none can commit before it does. Appends of other checkouts go on.
    */
-  async lockAppends(tx: Tx): Promise<void> {
-    await tx.query("SELECT pg_advisory_xact_lock($1)", [APPEND_LOCK]);
+  async lockAppends(tx: Tx, correlationId: string): Promise<void> {
+    await tx.query(`SELECT pg_advisory_xact_lock(${CHECKOUT_LOCKS}, hashtext($1))`, [correlationId]);
   }
 
   async readAll(page: Page = {}, db: Queryable = this.pool): Promise<StoredEvent[]> {
@@ -114,16 +178,28 @@ export class PgEventStore {
   }
 
   /**
-   * Reads on from `after` for followers (relay, projections). Because appends commit in
-   * position order (see `append`), what is visible is a gap-free prefix, and a follower that
-   * checkpoints the last position it handled never skips an event.
+   * Reads on from the event at position `after` for followers (relay, projections), in the
+   * order of the writing transactions' ids, then positions, and only events of transactions
+   * below the horizon: the oldest transaction of this database still running when the read
+   * began. Everything below it has ended, so nothing can later appear before what was read, and
+   * a follower that checkpoints the last event it handled never skips one. A checkout's events
+   * keep their order: each is written by a transaction that began after its cause committed.
+   * Transactions of other databases on the same server are left out of the horizon, so a long
+   * one there does not hold followers back.
    */
   async readCommitted(after: number, limit: number, db: Queryable = this.pool): Promise<StoredEvent[]> {
-    const { rows } = await db.query(
-      `SELECT ${COLUMNS} FROM event_store.events WHERE position > $1 ORDER BY position LIMIT $2`,
-      [after, limit],
-    );
-    return rows.map(toStored);
+    return (await this.follow(after, limit, db)).events;
+  }
+
+  /**
+   * `readCommitted`, and whether committed events wait behind the horizon (a transaction of this
+   * database that began before them is still running, usually for a moment): a follower then
+   * looks again soon instead of at its next poll.
+   */
+  async follow(after: number, limit: number, db: Queryable = this.pool): Promise<{ events: StoredEvent[]; heldBack: boolean }> {
+    const { rows } = await db.query(READ_COMMITTED, [after, limit]);
+    const heldBack = rows.length > 0 && (rows[0].held_back as boolean);
+    return { events: rows.filter((r) => r.position !== null).map(toStored), heldBack };
   }
 
   async byType(type: string, page: Page = {}): Promise<StoredEvent[]> {

@@ -21,6 +21,8 @@ export interface Database {
 // pg returns BIGINT as string by default; positions fit comfortably in a JS number.
 pg.types.setTypeParser(20, (v) => Number(v));
 
+const PGLITE_SHARED_BUFFERS = "16MB";
+
 export interface OpenDatabaseOptions {
   databaseUrl?: string;
   pgliteDir?: string;
@@ -87,6 +89,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     pool.on("error", () => undefined); // idle-client errors surface on the next query instead
     await pool.query("SELECT 1");
     await migrate(pool);
+    notifiers.set(pool, new CommitNotifier(pool));
     return {
       pool,
       url: opts.databaseUrl,
@@ -107,7 +110,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
 }
 
 async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): Promise<Database> {
-  const lite = await PGlite.create(pgliteDir ?? "memory://");
+  // PGlite's WebAssembly memory only grows; its default 128 MB of shared buffers is most of
+  // what it holds beyond its own start-up, and one process's working set needs far less
+  const lite = await PGlite.create(pgliteDir ?? "memory://", { postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`] });
   // One connection: pglite-socket's multiplexer interleaves the extended-protocol messages of
   // concurrent connections (a Bind of one client lands on the Parse of another), so every
   // statement goes through a single connection, which is all PGlite can run at once anyway.
@@ -142,6 +147,65 @@ export function isRetryable(err: unknown): boolean {
   return typeof err === "object" && err !== null && RETRYABLE.has((err as { code?: string }).code ?? "");
 }
 
+/** Transactions that appended to the event store and have not ended yet. */
+const appending = new WeakSet<Tx>();
+
+/** Called by the event store: once this transaction commits, followers in other processes are woken. */
+export function markAppended(tx: Tx): void {
+  appending.add(tx);
+}
+
+/** Backend pids of the LISTEN connections of this process's followers (they are woken in-process). */
+export const ownListeners = new Set<number>();
+
+/**
+ * Wakes followers in other processes (LISTEN event_store) after commits that appended. The NOTIFY
+ * is sent after the commit, in its own statement, not inside the appending transaction: a
+ * transaction that notifies holds a server-wide lock through its commit, which would make every
+ * appending commit on the server take turns. One NOTIFY at a time per pool, and one more for all
+ * the commits that happened while it was under way; none while no other process listens (every
+ * follower is in this process and woken in-process), which is looked up every few seconds.
+ */
+class CommitNotifier {
+  private busy = false;
+  private again = false;
+  private othersListen = true;
+  private checkedAt = 0;
+  constructor(private readonly pool: pg.Pool) {}
+
+  wake(): void {
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    this.notify()
+      .catch(() => undefined) // a missed wake-up costs one poll interval
+      .finally(() => {
+        this.busy = false;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async notify(): Promise<void> {
+    if (Date.now() - this.checkedAt > LISTENERS_CHECK_MS) {
+      this.checkedAt = Date.now();
+      const { rows } = await this.pool.query(
+        `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()
+            AND query = 'LISTEN event_store' AND pid <> ALL($1::int[])) AS others`,
+        [[...ownListeners]],
+      );
+      this.othersListen = rows[0].others as boolean;
+    }
+    if (this.othersListen) await this.pool.query("SELECT pg_notify('event_store', '')");
+  }
+}
+const LISTENERS_CHECK_MS = 2_000;
+const notifiers = new WeakMap<pg.Pool, CommitNotifier>();
+
 /** Runs `fn` in one transaction, retrying it from the start on conflicts. */
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -150,8 +214,10 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<
       await client.query("BEGIN");
       const result = await fn(client);
       await client.query("COMMIT");
+      if (appending.delete(client)) notifiers.get(pool)?.wake();
       return result;
     } catch (err) {
+      appending.delete(client);
       await client.query("ROLLBACK").catch(() => undefined);
       if (attempt >= attempts || !isRetryable(err)) throw err;
       await new Promise((r) => setTimeout(r, 2 ** attempt + Math.random() * 10));

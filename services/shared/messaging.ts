@@ -7,7 +7,7 @@ import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit } from "./
 import type { EnvelopeFactory } from "../messaging/envelope-factory.js";
 import type { Config } from "./config.js";
 import { withTransaction, type Tx } from "./database.js";
-import type { PgEventStore, StoredEvent } from "../event-store/pg-event-store.js";
+import { joinCheckoutSql, type PgEventStore, type StoredEvent } from "../event-store/pg-event-store.js";
 import { committed } from "./signals.js";
 
 /**
@@ -126,17 +126,15 @@ export async function consume<P>(
 ): Promise<ConsumeOutcome> {
   for (let attempt = 1; ; attempt++) {
     try {
-      // a cheap look first, so a redelivered message does not redo `prepare` (a provider call)
-      const seen = await deps.pool.query("SELECT 1 FROM messaging.inbox WHERE consumer = $1 AND message_id = $2", [
-        consumer,
-        message.event_id,
-      ]);
-      if (seen.rowCount) return "duplicate";
+      // No look in the inbox before `prepare`: the transaction's claim decides, and a rare
+      // redelivery redoing `prepare` costs less than one more round trip on every message.
       const prepared = work.prepare ? await work.prepare() : (undefined as P);
       const outcome = await withTransaction(deps.pool, async (tx) => {
+        // one statement: join the checkout's writers, then claim the message in the inbox
         const claimed = await tx.query(
-          "INSERT INTO messaging.inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-          [consumer, message.event_id],
+          `WITH joined AS (SELECT ${joinCheckoutSql("$3")})
+           INSERT INTO messaging.inbox (consumer, message_id) SELECT $1, $2 FROM joined ON CONFLICT DO NOTHING`,
+          [consumer, message.event_id, message.correlation_id],
         );
         if (claimed.rowCount === 0) return "duplicate" as const;
         const emits = await work.handle({ tx, cause: message, prepared });

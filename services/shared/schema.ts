@@ -18,8 +18,24 @@ CREATE TABLE IF NOT EXISTS event_store.events (
   service_name   TEXT        NOT NULL,
   data           JSONB       NOT NULL,
   metadata       JSONB       NOT NULL,
+  tx_id          xid8        NOT NULL DEFAULT pg_current_xact_id(),
   UNIQUE (aggregate_type, aggregate_id, version)
 );
+-- the writing transaction's id orders what followers read (see PgEventStore.readCommitted);
+-- a database from schema version 1 gets it here, its old rows all the migration's id
+ALTER TABLE event_store.events ADD COLUMN IF NOT EXISTS tx_id xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX IF NOT EXISTS events_tx_idx ON event_store.events (tx_id, position);
+-- each aggregate's last version: appends number on from it under its row lock, so writers of
+-- different aggregates never wait for each other
+CREATE TABLE IF NOT EXISTS event_store.streams (
+  aggregate_type TEXT    NOT NULL,
+  aggregate_id   TEXT    NOT NULL,
+  version        INTEGER NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id)
+);
+INSERT INTO event_store.streams (aggregate_type, aggregate_id, version)
+  SELECT aggregate_type, aggregate_id, max(version) FROM event_store.events GROUP BY 1, 2
+  ON CONFLICT DO NOTHING;
 CREATE INDEX IF NOT EXISTS events_type_idx ON event_store.events (event_type, position);
 CREATE INDEX IF NOT EXISTS events_correlation_idx ON event_store.events (correlation_id, position);
 CREATE OR REPLACE FUNCTION event_store.reject_change() RETURNS trigger LANGUAGE plpgsql AS $$
