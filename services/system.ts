@@ -14,7 +14,7 @@ import { paymentsService } from "./payments/payments.service.js";
 import { shippingService } from "./shipping/shipping.service.js";
 import { notificationsService } from "./notifications/notifications.service.js";
 import { projectionsService } from "./projections/projections.service.js";
-import { gatewayService } from "./gateway/gateway.service.js";
+import { gatewayService, openGatewayPort } from "./gateway/gateway.service.js";
 import { sagaStyle } from "../sagas/index.js";
 import { registerSagaMetrics } from "../observability/metrics.js";
 
@@ -45,7 +45,15 @@ export interface SystemOptions {
  * the services this process runs (`SERVICES`, all by default).
  */
 export async function createSystem(config: Config, opts: SystemOptions = {}): Promise<System> {
-  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
+  // misuse is refused before anything is touched: a port in use, then a database in use
+  const server = config.services.includes("gateway") ? await openGatewayPort(config.host, config.port) : undefined;
+  let db: Database;
+  try {
+    db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
+  } catch (err) {
+    server?.close();
+    throw err;
+  }
   const store = new PgEventStore(db.pool);
   const style = sagaStyle(config.sagaMode, { config, db, store });
   const deps: ServiceDeps = { config, db, store, drive: style.drive };
@@ -61,7 +69,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     shipping: () => shippingService(deps),
     notifications: () => notificationsService(deps),
     projections: () => projectionsService(deps),
-    gateway: () => gatewayService(deps),
+    gateway: () => gatewayService(deps, server!),
     ...style.services,
   };
 
