@@ -17,7 +17,7 @@ import { projectionsService } from "./projections/projections.service.js";
 import type { ReadModelStore } from "./projections/read-model-store.js";
 import { PgReadModelStore } from "./projections/pg-read-model-store.js";
 import { MongoReadModelStore } from "./projections/mongo-read-model-store.js";
-import { gatewayService } from "./gateway/gateway.service.js";
+import { gatewayService, openGatewayPort } from "./gateway/gateway.service.js";
 import { sagaStyle } from "../sagas/index.js";
 import { metricsMiddleware } from "../observability/metrics.js";
 import { tracingMiddleware } from "../observability/tracing.middleware.js";
@@ -68,7 +68,15 @@ function readModelStore(config: Config, db: Database): ReadModelStore {
  * transport and the services this process runs (`SERVICES`, all by default).
  */
 export async function createSystem(config: Config, opts: SystemOptions = {}): Promise<System> {
-  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
+  // misuse is refused before anything is touched: a port in use, then a database in use
+  const server = config.services.includes("gateway") ? await openGatewayPort(config.host, config.port) : undefined;
+  let db: Database;
+  try {
+    db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
+  } catch (err) {
+    server?.close();
+    throw err;
+  }
   const store = new PgEventStore(db.pool);
   const envelopes = envelopeFactory({ systemId: await systemIdentity(db.pool), sagaMode: config.sagaMode });
   processAttributes.sagaMode = config.sagaMode;
@@ -86,7 +94,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     shipping: () => shippingService(deps),
     notifications: () => notificationsService(deps),
     projections: () => projectionsService(deps, readModelStore(config, db)),
-    gateway: () => gatewayService(deps),
+    gateway: () => gatewayService(deps, server!),
     ...style.services,
   };
 

@@ -203,5 +203,7 @@ describe("an open gateway on the network", () => {
     expect(loadConfig({ HOST: "0.0.0.0", API_KEYS: "k" }).host).toBe("0.0.0.0");
     expect(loadConfig({ HOST: "127.0.0.2" }).host).toBe("127.0.0.2");
     expect(loadConfig({}).host).toBe("127.0.0.1");
+    // a process without the gateway opens nothing
+    expect(loadConfig({ HOST: "0.0.0.0", SERVICES: "warehouse,payments" }).host).toBe("0.0.0.0");
   });
 });

@@ -1,6 +1,6 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import type { Server, ServerResponse } from "node:http";
+import { createServer, type RequestListener, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { ALL_SERVICES, SAGA_MODES } from "../shared/config.js";
@@ -11,7 +11,7 @@ import { problemFrom, sendProblem } from "./problem.js";
 import { ROUTES, type RouteSpec } from "./gateway.routes.js";
 import { requestGuard, type GuardedRequest } from "./request-guard.js";
 
-/** moleculer-web without its own listen and close: the gateway does those (see started/stopped). */
+/** moleculer-web without its own listen and close: the gateway does those (openGatewayPort, stopListening). */
 const { started: _listen, stopped: _close, ...webWithoutListen } = ApiGateway as unknown as ServiceSchema;
 
 export class GatewayListenError extends Error {}
@@ -44,7 +44,28 @@ export function parsePreferWait(header: string | undefined): number | undefined 
  * The REST gateway: the seed's routes, problem+json errors, API keys, a rate limit,
  * idempotency keys and `Prefer: wait=N` (answer when the saga ends, within N seconds).
  */
-export function gatewayService(deps: ServiceDeps): ServiceSchema {
+/**
+ * Binds the gateway's port before anything else starts, so a port in use stops the start at once
+ * with one clear sentence (moleculer-web's own listen never settles when the port is taken).
+ */
+export async function openGatewayPort(host: string, port: number): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) =>
+      reject(
+        new GatewayListenError(
+          err.code === "EADDRINUSE"
+            ? `the gateway cannot listen on ${host}:${port}: the port is in use (another npm start?); set PORT to a free one`
+            : `the gateway cannot listen on ${host}:${port}: ${err.message}`,
+        ),
+      ),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  return server;
+}
+
+export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema {
   const { config } = deps;
   const waiters = new Map<string, Set<(s: Settled) => void>>();
 
@@ -118,8 +139,8 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
     name: "gateway",
     mixins: [webWithoutListen],
     settings: {
-      port: config.port,
-      ip: config.host,
+      // the port is bound by openGatewayPort, not by moleculer-web
+      server: false,
       log4XXResponses: false,
       logRequest: "debug",
       logResponse: "debug",
@@ -234,33 +255,19 @@ export function gatewayService(deps: ServiceDeps): ServiceSchema {
         },
       },
     },
-    async started(this: Service) {
-      const server = (this as unknown as { server: Server }).server;
-      // listening is done here rather than by moleculer-web, whose start never settles when the
-      // port is taken: a gateway that cannot listen must fail its process
-      await new Promise<void>((resolve, reject) => {
-        const failed = (err: NodeJS.ErrnoException) =>
-          reject(
-            new GatewayListenError(
-              err.code === "EADDRINUSE"
-                ? `the gateway cannot listen on ${config.host}:${config.port}: the port is in use (another npm start?); set PORT to a free one`
-                : `the gateway cannot listen on ${config.host}:${config.port}: ${err.message}`,
-            ),
-          );
-        server.once("error", failed);
-        server.listen(config.port, config.host, () => {
-          server.off("error", failed);
-          resolve();
-        });
-      });
+    created(this: Service) {
+      // moleculer-web serves requests on the port bound by openGatewayPort
+      (this as unknown as { server: Server }).server = server;
+      server.on("request", (this as unknown as { httpHandler: RequestListener }).httpHandler);
+    },
+    started(this: Service) {
       const { address, port } = server.address() as AddressInfo;
       const where = config.apiKeys.length > 0 ? "API keys required" : "no API_KEYS: open to anyone who can reach this address";
       this.logger.info(`listening on http://${address.includes(":") ? `[${address}]` : address}:${port} (${where})`);
     },
     methods: {
       /** Closes the port; requests in progress get their answer (up to a bound), idle connections close. */
-      async stopListening(this: Service) {
-        const server = (this as unknown as { server: Server }).server;
+      async stopListening() {
         if (!server.listening) return;
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();

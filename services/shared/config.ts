@@ -155,7 +155,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
   // Without API keys the gateway is open, so it listens on loopback unless told otherwise, explicitly.
   const host = e.HOST ?? (apiKeys.length > 0 ? "0.0.0.0" : "127.0.0.1");
   const allowOpen = e.ALLOW_OPEN_GATEWAY === "1" || e.ALLOW_OPEN_GATEWAY === "true";
-  if (apiKeys.length === 0 && !isLoopback(host) && !allowOpen) {
+  const services = parseServices(e.SERVICES);
+  if (services.includes("gateway") && apiKeys.length === 0 && !isLoopback(host) && !allowOpen) {
     throw new ConfigError(
       `HOST=${host} would open the gateway to the network with no API_KEYS: set API_KEYS, or ALLOW_OPEN_GATEWAY=1 to run it open on purpose`,
     );
@@ -166,7 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     transporterUrl: transport === "memory" ? undefined : e.TRANSPORTER,
     databaseUrl: e.DATABASE_URL,
     pgliteDir: e.PGLITE_DIR === "memory" ? undefined : e.PGLITE_DIR,
-    services: parseServices(e.SERVICES),
+    services,
     nodeId: e.NODE_ID,
     namespace: e.NAMESPACE,
     port: e.PORT,

@@ -26,8 +26,26 @@ export function transporterOptions(config: Config): BrokerOptions["transporter"]
   }
 }
 
+type ChannelsHooks = Middleware & { serviceCreated(svc: unknown): Promise<unknown>; started(broker: unknown): Promise<unknown> };
+
 export function channelsMiddleware(config: Config): Middleware {
-  return ChannelsMiddleware(channelsOptions(config) as never) as unknown as Middleware;
+  const channels = ChannelsMiddleware(channelsOptions(config) as never) as unknown as ChannelsHooks;
+  // @moleculer/channels registers a service's channels in an async serviceCreated hook, which
+  // Moleculer does not await, and its started hook subscribes only the channels registered by
+  // then: a broker that starts quickly (in memory) lost the orchestrator's last subscriptions.
+  const registering: Promise<unknown>[] = [];
+  return {
+    ...channels,
+    serviceCreated(svc: unknown) {
+      const done = channels.serviceCreated(svc);
+      registering.push(done);
+      return done;
+    },
+    async started(broker: unknown) {
+      await Promise.all(registering);
+      return channels.started(broker);
+    },
+  } as Middleware;
 }
 
 function channelsOptions(config: Config): object {
