@@ -78,7 +78,8 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     throw err;
   }
   const store = new PgEventStore(db.pool);
-  const envelopes = envelopeFactory({ systemId: await systemIdentity(db.pool), sagaMode: config.sagaMode });
+  const systemId = await systemIdentity(db.pool);
+  const envelopes = envelopeFactory({ systemId, sagaMode: config.sagaMode });
   processAttributes.sagaMode = config.sagaMode;
   const style = sagaStyle(config.sagaMode, { config, db, store, envelopes });
   const deps: ServiceDeps = { config, db, store, envelopes, drive: style.drive };
@@ -101,7 +102,10 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
   // the channel adapters register one internal service per subscription: keep those quiet
   const logLevels = { "$CHANNEL**": "warn", REGISTRY: "warn", "**": config.logLevel } as const;
   const broker = new ServiceBroker({
-    namespace: config.namespace,
+    // Action calls stay inside this system: its nodes alone share this transit namespace, so two
+    // systems on one NAMESPACE never serve each other's requests. The durable channels keep
+    // NAMESPACE as their prefix (messaging.ts), where the envelope's identity tells them apart.
+    namespace: `${config.namespace}-${systemId.slice(0, 8)}`,
     nodeID: config.nodeId,
     transporter: transporterOptions(config),
     logger: opts.logger ?? { type: "Console", options: { level: logLevels, formatter: "short", colors: process.stdout.isTTY } },

@@ -51,13 +51,15 @@ export function channelsMiddleware(config: Config): Middleware {
 function channelsOptions(config: Config): object {
   switch (config.transport) {
     case "memory":
-      return { adapter: { type: "Fake", options: { maxInFlight: 16 } } };
+      return { adapter: { type: "Fake", options: { maxInFlight: 16, prefix: config.namespace } } };
     case "nats":
       return {
         adapter: {
           type: "NATS",
           options: {
             maxInFlight: 16,
+            // NAMESPACE, not the broker's per-system transit namespace (system.ts)
+            prefix: config.namespace,
             maxRetries: 50,
             nats: {
               url: config.transporterUrl,
@@ -74,6 +76,8 @@ function channelsOptions(config: Config): object {
           type: "AMQP",
           options: {
             maxInFlight: 16,
+            // NAMESPACE, not the broker's per-system transit namespace (system.ts)
+            prefix: config.namespace,
             maxRetries: 50,
             amqp: {
               url: config.transporterUrl,
