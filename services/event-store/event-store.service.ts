@@ -6,9 +6,10 @@ import { replay } from "./aggregate-replay.js";
 import { EventFollower } from "./event-follower.js";
 import { relayPublisher, type RelayPublisher } from "./relay-publisher.js";
 import type { StoredEvent } from "./pg-event-store.js";
+import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
 
 const RELAY = "relay";
-const RELAY_LOCK = 7_420_002;
+const RELAY_LOCK = ADVISORY_LOCKS.relayLeader;
 const RELAY_CHECKPOINT_MS = 200;
 
 const envelopeOf = ({ position: _, ...envelope }: StoredEvent): AnyEnvelope => envelope as AnyEnvelope;

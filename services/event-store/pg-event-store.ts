@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { AnyEnvelope, AnyNewMessage, MessageType } from "../shared/catalogue.js";
+import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
 import { markAppended, type Queryable, type Tx } from "../shared/database.js";
 
 /** A stored message with its global position. */
@@ -9,7 +10,7 @@ export type StoredEvent = AnyEnvelope & { readonly position: number };
 export class ConcurrencyError extends Error {}
 
 /** Advisory lock space of the per-checkout append locks (two-key form: this, hashtext(correlation id)). */
-const CHECKOUT_LOCKS = 7_420_000;
+const CHECKOUT_LOCKS = ADVISORY_LOCKS.checkouts;
 
 /**
  * SQL that joins a checkout's writers (the shared side of `lockAppends`), for the first statement

@@ -1,9 +1,10 @@
 import type pg from "pg";
+import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
 import { withTransaction } from "../shared/database.js";
 import { inViewOrder, type OrderView } from "./order-projection.js";
 import type { OrderSummary, PositionedView, ReadModelStore } from "./read-model-store.js";
 
-const LAYOUT_LOCK = 7_420_002;
+const LAYOUT_LOCK = ADVISORY_LOCKS.readModelLayout;
 
 /**
  * The read models' tables. A database from before views carried their position has no

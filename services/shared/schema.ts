@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { ADVISORY_LOCKS } from "./advisory-locks.js";
 
 /**
  * One schema per service. Every statement is idempotent, so each process runs this at start;
@@ -216,7 +217,7 @@ INSERT INTO warehouse.stock (product_id, available) VALUES
 ON CONFLICT (product_id) DO NOTHING;
 `;
 
-const MIGRATION_LOCK = 7_420_001;
+const MIGRATION_LOCK = ADVISORY_LOCKS.migration;
 /** Bump when DDL or SEED change. */
 const SCHEMA_VERSION = 2;
 
