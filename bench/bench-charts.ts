@@ -47,7 +47,7 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
           mark: "bar",
           encoding: {
             x: { field: "percentile", type: "ordinal", sort: ["p50", "p90", "p99", "p99.9"], title: null },
-            xOffset: { field: "mode" },
+            xOffset: { field: "mode", sort: MODE_COLORS.domain },
             y: { field: "ms", type: "quantitative", title: "latency (ms)" },
             color: { field: "mode", type: "nominal", scale: MODE_COLORS, title: "style" },
             tooltip: [{ field: "mode" }, { field: "percentile" }, { field: "ms" }],
@@ -65,7 +65,9 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
     .flatMap((c) => [
       { transport: c.transport, mode: c.mode, offered: c.load.rate, ms: c.latency_ms.p50, stat: "p50", kind: c.load.kind === "open" ? "open loop" : "saturation" },
       { transport: c.transport, mode: c.mode, offered: c.load.rate, ms: c.latency_ms.p99, stat: "p99", kind: c.load.kind === "open" ? "open loop" : "saturation" },
-    ]);
+    ])
+    // a cell that completed nothing has no latency to draw (and no place on a log scale)
+    .filter((r) => r.ms > 0);
   if (loadRows.length) {
     charts.push({
       file: "latency-vs-load.svg",
@@ -137,7 +139,7 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
           mark: "bar",
           encoding: {
             x: { field: "cell", type: "nominal", title: null, axis: { labelAngle: -30 } },
-            xOffset: { field: "mode" },
+            xOffset: { field: "mode", sort: MODE_COLORS.domain },
             y: { field: "ms", type: "quantitative", title: "ms" },
             color: { field: "mode", type: "nominal", scale: MODE_COLORS, title: "style" },
           },
@@ -175,7 +177,7 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
           encoding: {
             y: { field: "mode", type: "nominal", title: null, sort: MODE_COLORS.domain },
             x: { field: "ms", type: "quantitative", stack: "zero", title: "ms (medians, stacked)" },
-            color: { field: "segment", type: "nominal", sort: { field: "order" }, scale: { scheme: "tableau20" }, title: "step" },
+            color: { field: "segment", type: "nominal", sort: { field: "order" }, scale: { scheme: "tableau20" }, title: "step", legend: { labelLimit: 400 } },
             order: { field: "order", type: "quantitative" },
             tooltip: [{ field: "mode" }, { field: "segment" }, { field: "ms" }],
           },
@@ -186,3 +188,5 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
   }
   return charts;
 }
+
+export const CHART_FILES = ["latency-percentiles.svg", "latency-vs-load.svg", "throughput.svg", "compensation-latency.svg", "step-breakdown.svg"] as const;

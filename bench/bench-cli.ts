@@ -41,10 +41,11 @@ async function main(): Promise<number> {
   process.on("SIGINT", () => {
     if (stopping) process.exit(130);
     stopping = true;
-    progress.line("interrupted: stopping the system under test (Ctrl-C again to leave at once)");
+    progress.line("interrupted: finishing this cell and writing what ran (Ctrl-C again to leave at once)");
     process.exitCode = 130;
   });
-  const results = options.target ? await runTarget({ options, outDir, progress }) : await runLocal({ options, outDir, progress });
+  const ctx = { options, outDir, progress, interrupted: () => stopping };
+  const results = options.target ? await runTarget(ctx) : await runLocal(ctx);
   const files = await writeOutputs(results, outDir);
   console.log(`\n${textTable(summaryTable(foldRepeats(results.cells)))}\n`);
   for (const s of results.skipped) console.log(`skipped: ${s.what}: ${s.why}`);

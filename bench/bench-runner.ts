@@ -206,6 +206,8 @@ export interface RunContext {
   options: BenchOptions;
   outDir: string;
   progress: ProgressDisplay;
+  /** True once the user asked to stop (Ctrl-C): no further cell starts. */
+  interrupted(): boolean;
 }
 
 export async function runLocal(ctx: RunContext): Promise<BenchResults> {
@@ -234,6 +236,10 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
   const logRoot = path.join(ctx.outDir, "logs");
   try {
     for (const [i, cell] of plan.cells.entries()) {
+      if (ctx.interrupted()) {
+        plan.skipped.push({ what: `${plan.cells.length - i} cell(s)`, why: "interrupted" });
+        break;
+      }
       const label = `[${i + 1}/${plan.cells.length}] ${cell.mode.padEnd(13)} ${cell.transport}/${cell.topology} ${cell.scenario} ${cell.load.kind === "open" ? `${cell.load.rate}/s` : `closed×${cell.load.connections}`}${o.repeat > 1 ? ` #${cell.repeat}` : ""}`;
       ctx.progress.start(label, "starting");
       sink?.reset();
@@ -382,6 +388,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
       if (o.saturate && scenario === "happy") loads.push({ kind: "closed", connections: o.connections });
       for (const load of loads) {
         for (let repeat = 1; repeat <= o.repeat; repeat++) {
+          if (ctx.interrupted()) break;
           const cell: CellPlan = { mode, transport: "memory", topology: "single", scenario, load, repeat };
           const label = `${mode} target ${scenario} ${load.kind === "open" ? `${load.rate}/s` : `closed×${load.connections}`}`;
           const stockBefore = await stockOf();

@@ -112,7 +112,8 @@ export class SystemUnderTest {
           sut.processes.push({ name: s, child });
         }
       }
-      await sut.waitHealthy(90_000);
+      // a dozen processes starting at once on a small machine take their time
+      await sut.waitHealthy(spec.topology === "cluster" ? 180_000 : 90_000);
     } catch (err) {
       await sut.dispose();
       throw err;
