@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { randomBytes } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
@@ -134,10 +135,11 @@ interface Measured {
 
 async function applyLoad(cell: CellPlan, target: Target, o: BenchOptions, progress: ProgressDisplay, label: string, statsOf: () => ProcessStats[]): Promise<Measured> {
   let warmOutcomes: Outcome[] = [];
+  const runId = `bench-${randomBytes(4).toString("hex")}`;
   const rate = cell.load.kind === "open" ? cell.load.rate : Math.max(...o.rates);
   if (o.warmupS > 0) {
     progress.start(label, "warm-up ");
-    const warm = await openLoop({ target, scenario: cell.scenario, rate, durationS: o.warmupS, firstIndex: 0, drainS: DRAIN_S, onProgress: (p) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000) });
+    const warm = await openLoop({ target, runId: `${runId}-w`, scenario: cell.scenario, rate, durationS: o.warmupS, firstIndex: 0, drainS: DRAIN_S, onProgress: (p) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000) });
     warmOutcomes = warm.outcomes;
   }
   const before = [...statsOf(), ownStats("bench (load generator)")];
@@ -146,7 +148,7 @@ async function applyLoad(cell: CellPlan, target: Target, o: BenchOptions, progre
   const onProgress = (p: { done: number; histogram: hdr.Histogram }) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000);
   const load =
     cell.load.kind === "open"
-      ? await openLoop({ target, scenario: cell.scenario, rate: cell.load.rate, durationS: o.durationS, firstIndex, drainS: DRAIN_S, onProgress })
+      ? await openLoop({ target, runId, scenario: cell.scenario, rate: cell.load.rate, durationS: o.durationS, firstIndex, drainS: DRAIN_S, onProgress })
       : await saturate({ target, scenario: cell.scenario, durationS: o.durationS, connections: cell.load.connections, firstIndex, onProgress });
   const after = [...statsOf(), ownStats("bench (load generator)")];
   return { load, warmOutcomes, processes: cpuDelta(before, after) };

@@ -16,7 +16,21 @@ import { orderBody, type Scenario } from "./bench-scenarios.js";
  * gateway's action inherits it, so a longer wait ends in a 504 although the saga runs on; a
  * saga still running after it is polled until it ends.
  */
-export const WAIT_SECONDS = 8;
+export const WAIT_SECONDS = 5;
+
+/**
+ * Places checkout `key` and returns the gateway's answer. A 504 means the gateway gave up
+ * waiting while the checkout may well run on: asking again with the same Idempotency-Key (and
+ * no wait) returns the order it started, or starts it if it never was.
+ */
+async function place(t: Target, body: object, key: string): Promise<Answer> {
+  let a = await request(t, "POST", "/cqrs/commands/orders", body, { prefer: `wait=${WAIT_SECONDS}`, "idempotency-key": key });
+  for (let attempt = 0; a.status === 504 && attempt < 5; attempt++) {
+    await sleep(500);
+    a = await request(t, "POST", "/cqrs/commands/orders", body, { "idempotency-key": key });
+  }
+  return a;
+}
 
 export interface Target {
   baseUrl: string;
@@ -109,6 +123,8 @@ export interface OpenLoopOptions {
   durationS: number;
   /** Index of the first request (so warm-up and measured run never repeat a request). */
   firstIndex: number;
+  /** Makes the requests' idempotency keys unique to this run. */
+  runId: string;
   /** How long after the last due time to wait for answers. */
   drainS: number;
   onProgress?: (p: Progress) => void;
@@ -130,9 +146,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<LoadResult> {
     const dueWall = startWall + dueOffset;
     const run = async () => {
       try {
-        const a = await request(o.target, "POST", "/cqrs/commands/orders", orderBody(o.scenario, o.firstIndex + i), {
-          prefer: `wait=${WAIT_SECONDS}`,
-        });
+        const a = await place(o.target, orderBody(o.scenario, o.firstIndex + i), `${o.runId}-${o.firstIndex + i}`);
         if (a.status >= 400 || !a.body.order_id) {
           const key = `HTTP ${a.status}${typeof a.body.detail === "string" ? `: ${a.body.detail.slice(0, 80)}` : ""}`;
           errors[key] = (errors[key] ?? 0) + 1;
@@ -202,6 +216,8 @@ export async function saturate(o: SaturationOptions): Promise<LoadResult & { com
     timeout: WAIT_SECONDS + 5,
     method: "POST",
     headers: headers(o.target, { prefer: `wait=${WAIT_SECONDS}` }),
+    // a 504 (the gateway's wait outlived its request timeout) is counted as an error here: a
+    // closed loop has no way to ask again for the same checkout
     requests: [
       {
         setupRequest: (req) => ({ ...req, body: JSON.stringify(orderBody(o.scenario, index++)) }),

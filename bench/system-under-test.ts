@@ -113,7 +113,7 @@ export class SystemUnderTest {
         }
       }
       // a dozen processes starting at once on a small machine take their time
-      await sut.waitHealthy(spec.topology === "cluster" ? 180_000 : 90_000);
+      await sut.waitHealthy(180_000);
     } catch (err) {
       await sut.dispose();
       throw err;
