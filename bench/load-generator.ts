@@ -23,9 +23,9 @@ export const WAIT_SECONDS = 5;
  * waiting while the checkout may well run on: asking again with the same Idempotency-Key (and
  * no wait) returns the order it started, or starts it if it never was.
  */
-async function place(t: Target, body: object, key: string): Promise<Answer> {
+async function place(t: Target, body: object, key: string, deadline: number): Promise<Answer> {
   let a = await request(t, "POST", "/cqrs/commands/orders", body, { prefer: `wait=${WAIT_SECONDS}`, "idempotency-key": key });
-  for (let attempt = 0; a.status === 504 && attempt < 5; attempt++) {
+  while (a.status === 504 && Date.now() < deadline) {
     await sleep(500);
     a = await request(t, "POST", "/cqrs/commands/orders", body, { "idempotency-key": key });
   }
@@ -146,7 +146,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<LoadResult> {
     const dueWall = startWall + dueOffset;
     const run = async () => {
       try {
-        const a = await place(o.target, orderBody(o.scenario, o.firstIndex + i), `${o.runId}-${o.firstIndex + i}`);
+        const a = await place(o.target, orderBody(o.scenario, o.firstIndex + i), `${o.runId}-${o.firstIndex + i}`, deadline);
         if (a.status >= 400 || !a.body.order_id) {
           const key = `HTTP ${a.status}${typeof a.body.detail === "string" ? `: ${a.body.detail.slice(0, 80)}` : ""}`;
           errors[key] = (errors[key] ?? 0) + 1;
