@@ -92,6 +92,8 @@ export async function auditCheckouts(pool: pg.Pool, stock: StockSeed[], orderIds
     `SELECT data->>'order_id' AS order_id, event_type, data->>'product_id' AS product_id, count(*)::int AS n
        FROM event_store.events
       WHERE event_type IN ('OrderConfirmed', 'OrderCancelled', 'PaymentProcessed', 'PaymentRefunded', 'StockReserved', 'ShipmentScheduled')
+        -- a refund of nothing is a void (the refund came before any charge): it moves no money
+        AND NOT (event_type = 'PaymentRefunded' AND coalesce((data->>'amount')::numeric, 0) = 0)
       GROUP BY 1, 2, 3`,
   );
   const count = new Map<string, Map<string, number>>();
