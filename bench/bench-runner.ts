@@ -298,7 +298,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           key: cellKey(partial),
           ...partial,
           floor_ms,
-          x_floor: floor_ms ? Math.round((partial.latency_ms.p50 / floor_ms) * 10) / 10 : null,
+          x_floor: floor_ms && partial.latency_ms.p50 > 0 ? Math.round((partial.latency_ms.p50 / floor_ms) * 10) / 10 : null,
         };
         cells.push(result);
         ctx.progress.line(
