@@ -9,7 +9,7 @@ import { ALL_SERVICES, loadConfig, type Config, type SagaMode, type ServiceName 
 import { openDatabase, type Database } from "../../services/shared/database.js";
 import { startService, type ClusterProcess } from "../../services/cluster.js";
 import { freshPostgresDatabase } from "./infrastructure.js";
-import { removeNamespace } from "./broker-cleanup.js";
+import { removeNamespace } from "../../bench/broker-cleanup.js";
 import { createSystem, type System } from "../../services/system.js";
 import type { OrderAccepted, OrderRequest } from "../../services/orders/orders.service.js";
 import type { OrderView } from "../../services/projections/order-projection.js";

@@ -1,7 +1,7 @@
-import net from "node:net";
-import pg from "pg";
 import { MongoClient } from "mongodb";
 import { randomBytes } from "node:crypto";
+import { reachable } from "../../bench/reachable.js";
+import { freshPostgresDatabase as freshDatabaseOn, type FreshDatabase } from "../../bench/fresh-database.js";
 
 /**
  * Which real services the tests may use. Under REQUIRE_SERVICES=1 (as .ci/run sets it) a test
@@ -12,21 +12,6 @@ export const REQUIRE_SERVICES = process.env.REQUIRE_SERVICES === "1";
 export const POSTGRES_URL = process.env.TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 export const AMQP_URL = process.env.TEST_AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
-
-function reachable(url: string): Promise<boolean> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: u.hostname, port: Number(u.port) }, () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.setTimeout(1_000, () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.on("error", () => resolve(false));
-  });
-}
 
 export type ServiceKind = "postgres" | "nats" | "amqp";
 const URLS: Record<ServiceKind, string> = { postgres: POSTGRES_URL, nats: NATS_URL, amqp: AMQP_URL };
@@ -45,23 +30,8 @@ export async function available(kind: ServiceKind): Promise<boolean> {
 }
 
 /** A new, empty database on the local PostgreSQL server; `drop()` removes it. */
-export async function freshPostgresDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `saga_test_${randomBytes(6).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: POSTGRES_URL });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = new URL(POSTGRES_URL);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const c = new pg.Client({ connectionString: POSTGRES_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
+export function freshPostgresDatabase(): Promise<FreshDatabase> {
+  return freshDatabaseOn(POSTGRES_URL);
 }
 
 /** The brokers the multi-process suites run over. */

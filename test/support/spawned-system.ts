@@ -8,7 +8,7 @@ import pg from "pg";
 import { startProcess } from "../../services/cluster.js";
 import { ALL_SERVICES, type SagaMode, type ServiceName } from "../../services/shared/config.js";
 import { freshPostgresDatabase } from "./infrastructure.js";
-import { removeNamespace } from "./broker-cleanup.js";
+import { removeNamespace } from "../../bench/broker-cleanup.js";
 
 export interface SpawnedOptions {
   mode: SagaMode;

@@ -1,0 +1,155 @@
+import { parseArgs } from "node:util";
+import { SAGA_MODES, type SagaMode, type Transport } from "../services/shared/config.js";
+import { SCENARIOS, type Scenario } from "./bench-scenarios.js";
+import type { Topology } from "./system-under-test.js";
+
+export const HELP = `npm run bench -- [options]
+
+Runs the checkout saga in both styles (orchestrated, choreographed) under load and reports
+latency, throughput, compensation, where the time goes and an end-state audit per cell.
+
+The matrix
+  --modes LIST          orchestrated,choreographed (default: both)
+  --transports LIST     memory,nats,amqp (default: memory, plus nats and amqp when DATABASE_URL
+                        is set and the broker answers at NATS_URL / AMQP_URL)
+  --topology T          single (one process) or cluster (one process per service);
+                        default: single for memory, cluster for the brokers
+  --scenarios LIST      ${SCENARIOS.join(",")} (default: all in process; happy,mixed on brokers)
+The load
+  --rates LIST          open-loop arrival rates, checkouts/s, for the happy scenario; the
+                        failure scenarios run at the first (default 10,20; --quick 10)
+  --duration S          measured seconds per cell (default 10; --quick 5)
+  --warmup S            warm-up seconds per cell, not measured (default 3; --quick 2)
+  --saturate / --no-saturate
+                        add a closed-loop (autocannon) cell per style and transport on the happy
+                        scenario that finds the most completed checkouts/s (default on)
+  --connections N       closed-loop clients (default 32)
+  --repeat N            repetitions of every cell, styles interleaved A/B/A/B (default 1)
+The rest
+  --tracing on|off      run the system with the OpenTelemetry SDK exporting to a local sink (default off)
+  --out DIR             where to write results (default bench/results/<timestamp>)
+  --quick               about a minute: fewer scenarios, shorter cells
+  --keep-data           keep each cell's database (its location is in results.json)
+  --target URL          load an already-running deployment instead of starting one
+  --api-key KEY         its API key (or BENCH_API_KEY)
+  --compare A B         compare two results.json (or their directories) cell by cell
+  --port N              first gateway port for the systems started (default 18300)
+  -h, --help            this text
+
+Environment: DATABASE_URL (a PostgreSQL server: each cell gets a fresh database on it; unset →
+embedded PGlite), NATS_URL (default nats://127.0.0.1:4222), AMQP_URL (default
+amqp://guest:guest@127.0.0.1:5672), BENCH_API_KEY.`;
+
+export interface BenchOptions {
+  modes: SagaMode[];
+  /** undefined: decided from what this machine has. */
+  transports?: Transport[];
+  topology?: Topology;
+  scenarios?: Scenario[];
+  rates: number[];
+  durationS: number;
+  warmupS: number;
+  saturate: boolean;
+  connections: number;
+  repeat: number;
+  tracing: boolean;
+  out?: string;
+  quick: boolean;
+  keepData: boolean;
+  target?: string;
+  apiKey?: string;
+  compare?: [string, string];
+  port: number;
+  help: boolean;
+}
+
+export class UsageError extends Error {}
+
+function list<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value.split(",").map((s) => s.trim()).filter(Boolean);
+  const bad = items.filter((i) => !(allowed as readonly string[]).includes(i));
+  if (bad.length || items.length === 0) throw new UsageError(`${flag}: unknown value(s) ${bad.join(", ") || "(none)"}; allowed: ${allowed.join(", ")}`);
+  return items as T[];
+}
+
+function positive(flag: string, value: string | undefined, fallback: number, integer = false): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new UsageError(`${flag}: expected a positive ${integer ? "whole " : ""}number, got "${value}"`);
+  return n;
+}
+
+export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        modes: { type: "string" },
+        transports: { type: "string" },
+        topology: { type: "string" },
+        scenarios: { type: "string" },
+        rates: { type: "string" },
+        duration: { type: "string" },
+        warmup: { type: "string" },
+        saturate: { type: "boolean" },
+        "no-saturate": { type: "boolean" },
+        connections: { type: "string" },
+        repeat: { type: "string" },
+        tracing: { type: "string" },
+        out: { type: "string" },
+        quick: { type: "boolean" },
+        "keep-data": { type: "boolean" },
+        target: { type: "string" },
+        "api-key": { type: "string" },
+        compare: { type: "boolean" },
+        port: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const v = parsed.values;
+  const quick = v.quick ?? false;
+  let compare: [string, string] | undefined;
+  if (v.compare) {
+    if (parsed.positionals.length !== 2) throw new UsageError("--compare needs two results: --compare A/results.json B/results.json");
+    compare = [parsed.positionals[0], parsed.positionals[1]];
+  } else if (parsed.positionals.length > 0) {
+    throw new UsageError(`unexpected argument(s): ${parsed.positionals.join(" ")}`);
+  }
+  const topology = v.topology === undefined ? undefined : list("--topology", v.topology, ["single", "cluster"] as const)![0];
+  if (v.tracing !== undefined && v.tracing !== "on" && v.tracing !== "off") throw new UsageError(`--tracing: expected on or off, got "${v.tracing}"`);
+  const rates = v.rates?.split(",").map((r) => positive("--rates", r.trim(), 1)) ?? (quick ? [10] : [10, 20]);
+  if (v.target !== undefined) {
+    try {
+      new URL(v.target);
+    } catch {
+      throw new UsageError(`--target: not a URL: "${v.target}"`);
+    }
+  }
+  return {
+    modes: list("--modes", v.modes, SAGA_MODES) ?? [...SAGA_MODES],
+    transports: list("--transports", v.transports, ["memory", "nats", "amqp"] as const),
+    topology,
+    scenarios: list("--scenarios", v.scenarios, SCENARIOS),
+    rates,
+    durationS: positive("--duration", v.duration, quick ? 5 : 10),
+    warmupS: v.warmup === "0" ? 0 : positive("--warmup", v.warmup, quick ? 2 : 3),
+    saturate: v["no-saturate"] ? false : (v.saturate ?? true),
+    connections: positive("--connections", v.connections, 32, true),
+    repeat: positive("--repeat", v.repeat, 1, true),
+    tracing: v.tracing === "on",
+    out: v.out,
+    quick,
+    keepData: v["keep-data"] ?? false,
+    target: v.target,
+    apiKey: v["api-key"] ?? env.BENCH_API_KEY,
+    compare,
+    port: positive("--port", v.port, 18300, true),
+    help: v.help ?? false,
+  };
+}

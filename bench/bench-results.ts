@@ -1,0 +1,74 @@
+import type { SagaMode, Transport } from "../services/shared/config.js";
+import type { Scenario } from "./bench-scenarios.js";
+import type { SagaCounts } from "./end-state-audit.js";
+import type { StepSplit } from "./saga-analysis.js";
+import type { Topology } from "./system-under-test.js";
+
+/** The shape of results.json (one per run). */
+
+export interface Percentiles {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+}
+
+export interface CellResult {
+  /** mode/transport/topology/scenario/kind@rate: the key --compare matches cells by. */
+  key: string;
+  mode: SagaMode;
+  transport: Transport | "target";
+  topology: Topology | "target";
+  scenario: Scenario;
+  load: { kind: "open" | "closed"; rate: number; duration_s: number; connections?: number };
+  repeat: number;
+  sagas: SagaCounts;
+  latency_ms: Percentiles;
+  compensation_latency_ms: { p50: number; p99: number } | null;
+  /** Completed (terminal) sagas per second, and the split. */
+  throughput_sps: number;
+  confirmed_sps: number;
+  cancelled_sps: number;
+  steps_ms: Record<string, number>;
+  steps_split_ms: Record<string, StepSplit>;
+  messages_per_saga: number;
+  db_writes_per_saga: number | null;
+  /** Counts of the floor model: messages and commits up to the terminal event, request/reply hops. */
+  path: { messages: number; commits: number; request_reply_hops: number };
+  processes: { name: string; cpu_s: number; peak_rss_mb: number }[];
+  floor_ms: number | null;
+  x_floor: number | null;
+  audit: { ok: boolean; violations: string[] };
+  errors: Record<string, number>;
+  /** What could not be measured in this cell, and why. */
+  unmeasured: string[];
+  tracing?: { exports: number; spans: number | null; bytes: number };
+  /** With --keep-data: the cell's database (a PGlite directory or a PostgreSQL URL). */
+  database?: string;
+}
+
+export interface FloorResult {
+  request_reply_ms: number;
+  channel_hop_ms: number;
+  commit_ms: number;
+  database: "pglite" | "postgresql";
+}
+
+export interface BenchResults {
+  meta: {
+    started_at: string;
+    finished_at: string;
+    machine: { cpus: number; cpu_model: string; memory_gb: number; os: string; load_avg_at_start: number[] };
+    node: string;
+    packages: Record<string, string>;
+    commit: string;
+    settings: Record<string, unknown>;
+  };
+  floor: Partial<Record<Transport, FloorResult>>;
+  skipped: { what: string; why: string }[];
+  cells: CellResult[];
+}
+
+export const cellKey = (c: Pick<CellResult, "mode" | "transport" | "topology" | "scenario" | "load">): string =>
+  `${c.mode}/${c.transport}/${c.topology}/${c.scenario}/${c.load.kind}@${c.load.kind === "open" ? c.load.rate : `c${c.load.connections}`}`;

@@ -1,0 +1,467 @@
+import fs from "node:fs";
+import { randomBytes } from "node:crypto";
+import os from "node:os";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import type * as hdr from "hdr-histogram-js";
+import type { SagaMode, Transport } from "../services/shared/config.js";
+import { needsSystemFaults, scenarioEnv, SCENARIOS, SEEDED_STOCK, type Scenario } from "./bench-scenarios.js";
+import { cellKey, type BenchResults, type CellResult, type FloorResult, type Percentiles } from "./bench-results.js";
+import type { BenchOptions } from "./bench-options.js";
+import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
+import { measureCommitFloor, measureTransportFloor } from "./floor.js";
+import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
+import { OtlpSink } from "./otlp-sink.js";
+import { ownStats, type ProcessStats } from "./process-stats.js";
+import { ProgressDisplay } from "./progress-display.js";
+import { reachable } from "./reachable.js";
+import { analyseSagas, type SagaEvent } from "./saga-analysis.js";
+import { SystemUnderTest, type Topology } from "./system-under-test.js";
+
+const distDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const repoDir = path.dirname(distDir);
+export const OTEL_SDK = path.join(distDir, "observability", "otel-sdk.js");
+
+const NATS_URL = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const AMQP_URL = process.env.AMQP_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const FAULT_SEED = "bench-42";
+/** How long after the last request a cell waits for its sagas to end. */
+const DRAIN_S = 30;
+
+interface CellPlan {
+  mode: SagaMode;
+  transport: Transport;
+  topology: Topology;
+  scenario: Scenario;
+  load: { kind: "open"; rate: number } | { kind: "closed"; connections: number };
+  repeat: number;
+}
+
+export interface Plan {
+  cells: CellPlan[];
+  skipped: { what: string; why: string }[];
+  transportUrl: Partial<Record<Transport, string>>;
+  databaseUrl?: string;
+}
+
+/** Which cells this machine can run, and what is skipped and why. */
+export async function planRun(o: BenchOptions): Promise<Plan> {
+  const skipped: Plan["skipped"] = [];
+  const databaseUrl = process.env.DATABASE_URL || undefined;
+  const wanted: Transport[] = o.transports ?? ["memory", "nats", "amqp"];
+  const transports: Transport[] = [];
+  const transportUrl: Plan["transportUrl"] = {};
+  for (const t of wanted) {
+    if (t === "memory") {
+      transports.push(t);
+      continue;
+    }
+    const url = t === "nats" ? NATS_URL : AMQP_URL;
+    const topology = o.topology ?? "cluster";
+    if (topology === "cluster" && !databaseUrl) {
+      skipped.push({ what: `${t} (one process per service)`, why: "no DATABASE_URL: the processes need a PostgreSQL server to share (embedded PGlite serves one process)" });
+      continue;
+    }
+    if (!(await reachable(url))) {
+      skipped.push({ what: t, why: `no broker answers at ${url.replace(/\/\/[^@/]*@/, "//…@")} (set ${t === "nats" ? "NATS_URL" : "AMQP_URL"})` });
+      continue;
+    }
+    transports.push(t);
+    transportUrl[t] = url;
+  }
+  const cells: CellPlan[] = [];
+  for (const transport of transports) {
+    const topology: Topology = o.topology ?? (transport === "memory" ? "single" : "cluster");
+    const scenarios = o.scenarios ?? (o.quick ? (transport === "memory" ? ["happy", "mixed"] : ["happy"]) : transport === "memory" ? [...SCENARIOS] : ["happy", "mixed"]);
+    const loads: CellPlan["load"][] = [];
+    for (const scenario of scenarios) {
+      // the load curve on the happy path; the failure mixes at the first rate
+      for (const rate of scenario === "happy" ? o.rates : o.rates.slice(0, 1)) loads.push({ kind: "open", rate });
+      if (o.saturate && scenario === "happy") loads.push({ kind: "closed", connections: o.connections });
+      // styles interleaved A/B/A/B, every repetition of a cell next to the other style's
+      for (const load of loads.splice(0)) {
+        for (let repeat = 1; repeat <= o.repeat; repeat++) {
+          for (const mode of o.modes) cells.push({ mode, transport, topology, scenario: scenario as Scenario, load, repeat });
+        }
+      }
+    }
+  }
+  return { cells, skipped, transportUrl, databaseUrl };
+}
+
+function percentiles(h: hdr.Histogram): Percentiles {
+  const ms = (us: number) => Math.round(us / 10) / 100;
+  if (h.totalCount === 0) return { p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
+  return {
+    p50: ms(h.getValueAtPercentile(50)),
+    p90: ms(h.getValueAtPercentile(90)),
+    p99: ms(h.getValueAtPercentile(99)),
+    p999: ms(h.getValueAtPercentile(99.9)),
+    max: ms(h.maxValue),
+  };
+}
+
+function compensationPercentiles(xs: number[]): { p50: number; p99: number } | null {
+  if (xs.length === 0) return null;
+  const h = newHistogram();
+  for (const x of xs) h.recordValue(Math.max(1, Math.round(x * 1000)));
+  const p = percentiles(h);
+  return { p50: p.p50, p99: p.p99 };
+}
+
+/** Waits until the read model shows no checkout pending (or the drain time passes). */
+async function drain(target: Target, seconds: number): Promise<void> {
+  const until = Date.now() + seconds * 1000;
+  while (Date.now() < until) {
+    const { body } = await getJson<{ by_status?: { pending?: number } }>(target, "/cqrs/queries/statistics/orders").catch(() => ({ body: {} as { by_status?: { pending?: number } } }));
+    if (body.by_status?.pending === 0) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const cpuDelta = (before: ProcessStats[], after: ProcessStats[]) =>
+  after.map((a) => ({
+    name: a.name,
+    cpu_s: Math.round((a.cpu_s - (before.find((b) => b.name === a.name)?.cpu_s ?? 0)) * 100) / 100,
+    peak_rss_mb: a.peak_rss_mb,
+  }));
+
+interface Measured {
+  load: LoadResult;
+  warmOutcomes: Outcome[];
+  processes: CellResult["processes"];
+}
+
+async function applyLoad(cell: CellPlan, target: Target, o: BenchOptions, progress: ProgressDisplay, label: string, statsOf: () => ProcessStats[]): Promise<Measured> {
+  let warmOutcomes: Outcome[] = [];
+  const runId = `bench-${randomBytes(4).toString("hex")}`;
+  const rate = cell.load.kind === "open" ? cell.load.rate : Math.max(...o.rates);
+  if (o.warmupS > 0) {
+    progress.start(label, "warm-up ");
+    const warm = await openLoop({ target, runId: `${runId}-w`, scenario: cell.scenario, rate, durationS: o.warmupS, firstIndex: 0, drainS: DRAIN_S, onProgress: (p) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000) });
+    warmOutcomes = warm.outcomes;
+  }
+  const before = [...statsOf(), ownStats("bench (load generator)")];
+  progress.start(label, "measured");
+  const firstIndex = warmOutcomes.length + 1_000;
+  const onProgress = (p: { done: number; histogram: hdr.Histogram }) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000);
+  const load =
+    cell.load.kind === "open"
+      ? await openLoop({ target, runId, scenario: cell.scenario, rate: cell.load.rate, durationS: o.durationS, firstIndex, drainS: DRAIN_S, onProgress })
+      : await saturate({ target, scenario: cell.scenario, durationS: o.durationS, connections: cell.load.connections, firstIndex, onProgress });
+  const after = [...statsOf(), ownStats("bench (load generator)")];
+  return { load, warmOutcomes, processes: cpuDelta(before, after) };
+}
+
+function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult, "key" | "sagas" | "audit" | "steps_ms" | "steps_split_ms" | "messages_per_saga" | "db_writes_per_saga" | "path" | "floor_ms" | "x_floor" | "compensation_latency_ms" | "unmeasured"> {
+  const done = m.load.outcomes.filter((x) => x.status !== "pending");
+  const duration = m.load.duration_s;
+  const rate = (n: number) => Math.round((n / duration) * 100) / 100;
+  return {
+    mode: cell.mode,
+    transport: cell.transport,
+    topology: cell.topology,
+    scenario: cell.scenario,
+    load:
+      cell.load.kind === "open"
+        ? { kind: "open", rate: cell.load.rate, duration_s: o.durationS }
+        : { kind: "closed", rate: rate(done.length), duration_s: duration, connections: cell.load.connections },
+    repeat: cell.repeat,
+    latency_ms: percentiles(m.load.histogram),
+    throughput_sps: rate(done.length),
+    confirmed_sps: rate(done.filter((x) => x.status === "confirmed").length),
+    cancelled_sps: rate(done.filter((x) => x.status === "cancelled").length),
+    processes: m.processes,
+    errors: m.load.errors,
+  };
+}
+
+/** Reads what the cell's database says: events for the analysis, write transactions. */
+async function inspectDatabase(sut: SystemUnderTest, allIds: string[], measuredIds: string[]): Promise<{ audit: AuditResult; measured: AuditResult; events: SagaEvent[]; writesPerSaga: number | null }> {
+  const db = await sut.openDatabase();
+  try {
+    const audit = await auditCheckouts(db.pool, SEEDED_STOCK, allIds);
+    const measured = await auditCheckouts(db.pool, SEEDED_STOCK, measuredIds);
+    const { rows } = await db.pool.query(
+      `SELECT position, event_type, correlation_id, (extract(epoch FROM timestamp) * 1000)::float8 AS timestamp, xmin::text AS xid
+         FROM event_store.events ORDER BY position`,
+    );
+    // every participant's write records the message it handled (inbox) or appends an event
+    const writes = await db.pool.query(
+      `SELECT count(DISTINCT xid)::int AS n FROM (SELECT xmin::text AS xid FROM event_store.events UNION ALL SELECT xmin::text FROM messaging.inbox) t`,
+    );
+    const orders = await db.pool.query("SELECT count(*)::int AS n FROM orders.orders");
+    return { audit, measured, events: rows as SagaEvent[], writesPerSaga: orders.rows[0].n ? Math.round((writes.rows[0].n / orders.rows[0].n) * 100) / 100 : null };
+  } finally {
+    await db.close();
+  }
+}
+
+function floorOf(r: Pick<CellResult, "path" | "topology">, floor: FloorResult | undefined, memory: FloorResult | undefined): number | null {
+  if (!floor || r.path.messages === 0) return null;
+  const rr = r.topology === "single" ? (memory?.request_reply_ms ?? floor.request_reply_ms) : floor.request_reply_ms;
+  return Math.round((r.path.request_reply_hops * rr + r.path.messages * floor.channel_hop_ms + r.path.commits * floor.commit_ms) * 1000) / 1000;
+}
+
+export interface RunContext {
+  options: BenchOptions;
+  outDir: string;
+  progress: ProgressDisplay;
+  /** True once the user asked to stop (Ctrl-C): no further cell starts. */
+  interrupted(): boolean;
+}
+
+export async function runLocal(ctx: RunContext): Promise<BenchResults> {
+  const o = ctx.options;
+  const startedAt = new Date();
+  const plan = await planRun(o);
+  for (const s of plan.skipped) ctx.progress.line(`skipped: ${s.what}: ${s.why}`);
+  if (o.tracing && !fs.existsSync(OTEL_SDK)) {
+    throw new Error(`--tracing on needs ${OTEL_SDK} (the OpenTelemetry SDK module), which this build does not have`);
+  }
+  const sink = o.tracing ? await OtlpSink.start() : undefined;
+  const floor: BenchResults["floor"] = {};
+  const transports = [...new Set(plan.cells.map((c) => c.transport))];
+  ctx.progress.line(`floor: measuring ${transports.join(", ")} and one ${plan.databaseUrl ? "PostgreSQL" : "PGlite"} commit`);
+  const commit = await measureCommitFloor(plan.databaseUrl);
+  const database = plan.databaseUrl ? "postgresql" : "pglite";
+  for (const t of transports.includes("memory") ? transports : ["memory" as Transport, ...transports]) {
+    const f = await measureTransportFloor(t, plan.transportUrl[t]);
+    floor[t] = { ...f, commit_ms: commit, database };
+  }
+  ctx.progress.line(
+    `floor: ${Object.entries(floor).map(([t, f]) => `${t} call ${f!.request_reply_ms} ms, channel hop ${f!.channel_hop_ms} ms`).join("; ")}; commit ${commit} ms (${database})`,
+  );
+
+  const cells: CellResult[] = [];
+  const logRoot = path.join(ctx.outDir, "logs");
+  try {
+    for (const [i, cell] of plan.cells.entries()) {
+      if (ctx.interrupted()) {
+        plan.skipped.push({ what: `${plan.cells.length - i} cell(s)`, why: "interrupted" });
+        break;
+      }
+      const label = `[${i + 1}/${plan.cells.length}] ${cell.mode.padEnd(13)} ${cell.transport}/${cell.topology} ${cell.scenario} ${cell.load.kind === "open" ? `${cell.load.rate}/s` : `closed×${cell.load.connections}`}${o.repeat > 1 ? ` #${cell.repeat}` : ""}`;
+      ctx.progress.start(label, "starting");
+      sink?.reset();
+      const env: Record<string, string> = { ...scenarioEnv(cell.scenario, FAULT_SEED), RELAY_POLL_MS: "200" };
+      if (sink) Object.assign(env, { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import ${OTEL_SDK}`.trim(), OTEL_TRACES_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_ENDPOINT: sink.endpoint });
+      else env.OTEL_TRACES_EXPORTER = "none";
+      let sut: SystemUnderTest;
+      try {
+        sut = await SystemUnderTest.start({
+          mode: cell.mode,
+          transport: cell.transport,
+          transporterUrl: plan.transportUrl[cell.transport],
+          topology: cell.topology,
+          adminDatabaseUrl: plan.databaseUrl,
+          port: o.port + (i % 90),
+          env,
+          logDir: path.join(logRoot, `cell-${i + 1}`),
+        });
+      } catch (err) {
+        ctx.progress.line(`${label}: could not start: ${(err as Error).message}`);
+        plan.skipped.push({ what: label, why: `the system did not start: ${(err as Error).message}` });
+        continue;
+      }
+      try {
+        const target: Target = { baseUrl: sut.baseUrl };
+        const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats());
+        ctx.progress.start(label, "draining");
+        await drain(target, DRAIN_S);
+        const processes = m.processes;
+        await sut.stop();
+        const measuredIds = m.load.outcomes.map((x) => x.order_id);
+        const allIds = [...m.warmOutcomes.map((x) => x.order_id), ...measuredIds];
+        const inspected = await inspectDatabase(sut, allIds, measuredIds);
+        const measuredCids = new Set(m.load.outcomes.map((x) => x.correlation_id));
+        const analysis = analyseSagas(inspected.events.filter((e) => measuredCids.has(e.correlation_id)), m.load.outcomes);
+        const base = baseCell(cell, o, m);
+        const partial = {
+          ...base,
+          sagas: { ...inspected.measured.sagas, lost: inspected.audit.sagas.lost, stuck: inspected.audit.sagas.stuck, duplicated: inspected.audit.sagas.duplicated },
+          compensation_latency_ms: compensationPercentiles(analysis.compensation_ms),
+          steps_ms: analysis.steps_ms,
+          steps_split_ms: analysis.steps_split_ms,
+          messages_per_saga: analysis.messages_per_saga,
+          db_writes_per_saga: inspected.writesPerSaga,
+          path: { messages: analysis.path_messages, commits: analysis.path_commits ?? analysis.path_messages, request_reply_hops: 1 },
+          processes,
+          audit: { ok: inspected.audit.ok && Object.keys(m.load.errors).length === 0, violations: [...inspected.audit.violations, ...Object.entries(m.load.errors).map(([k, n]) => `${n} request(s) failed: ${k}`)] },
+          unmeasured: [],
+          ...(sink ? { tracing: { exports: sink.exports, spans: sink.spans, bytes: sink.bytes } } : {}),
+          ...(o.keepData ? { database: sut.database.location } : {}),
+        };
+        const floor_ms = floorOf(partial, floor[cell.transport], floor.memory);
+        const result: CellResult = {
+          key: cellKey(partial),
+          ...partial,
+          floor_ms,
+          x_floor: floor_ms && partial.latency_ms.p50 > 0 ? Math.round((partial.latency_ms.p50 / floor_ms) * 10) / 10 : null,
+        };
+        cells.push(result);
+        ctx.progress.line(
+          `${label}: ${result.throughput_sps} sagas/s, p50 ${result.latency_ms.p50} ms, p99 ${result.latency_ms.p99} ms, ${result.x_floor ?? "–"}× floor, audit ${result.audit.ok ? "clean" : `FAILED: ${result.audit.violations.join("; ")}`}`,
+        );
+      } finally {
+        await sut.dispose(o.keepData);
+      }
+    }
+  } finally {
+    ctx.progress.stop();
+    await sink?.close();
+  }
+  return { meta: meta(o, startedAt), floor, skipped: plan.skipped, cells };
+}
+
+function packageVersions(): Record<string, string> {
+  const pkg = JSON.parse(fs.readFileSync(path.join(repoDir, "package.json"), "utf8")) as { version: string; dependencies: Record<string, string> };
+  const installed = (name: string) => {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(repoDir, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+    } catch {
+      return "?";
+    }
+  };
+  const names = ["moleculer", "@moleculer/channels", "nats", "amqplib", "pg", "@electric-sql/pglite", "autocannon", "hdr-histogram-js", "vega", "vega-lite"];
+  return { "saga-bench": pkg.version, ...Object.fromEntries(names.map((n) => [n, installed(n)])) };
+}
+
+function gitCommit(): string {
+  try {
+    const sha = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoDir, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repoDir, encoding: "utf8" }).trim();
+    return dirty ? `${sha}+changes` : sha;
+  } catch {
+    return "unknown";
+  }
+}
+
+export function meta(o: BenchOptions, startedAt: Date): BenchResults["meta"] {
+  const cpus = os.cpus();
+  const { help: _help, compare: _compare, apiKey, ...settings } = o;
+  return {
+    started_at: startedAt.toISOString(),
+    finished_at: new Date().toISOString(),
+    machine: {
+      cpus: cpus.length,
+      cpu_model: cpus[0]?.model ?? "unknown",
+      memory_gb: Math.round(os.totalmem() / 2 ** 30),
+      os: `${os.type()} ${os.release()}`,
+      load_avg_at_start: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    },
+    node: process.version,
+    packages: packageVersions(),
+    commit: gitCommit(),
+    settings: { ...settings, apiKey: apiKey ? "(set)" : undefined, database: process.env.DATABASE_URL ? "postgresql" : "pglite" },
+  };
+}
+
+/**
+ * `--target URL`: load a deployment someone else started. Nothing is started here, so what
+ * needs the system's processes or database (CPU, memory, write transactions, rate-based faults,
+ * seeded stock, the floor of its transport) is not measured, and each cell says so.
+ */
+export async function runTarget(ctx: RunContext): Promise<BenchResults> {
+  const o = ctx.options;
+  const startedAt = new Date();
+  const target: Target = { baseUrl: o.target!.replace(/\/$/, ""), apiKey: o.apiKey };
+  const health = await getJson<{ saga_mode?: SagaMode; status?: string }>(target, "/health").catch((err: Error) => {
+    throw new Error(`--target ${target.baseUrl}: no answer from /health (${err.message})`);
+  });
+  if (health.status === 401) throw new Error(`--target ${target.baseUrl}: 401, give the API key with --api-key or BENCH_API_KEY`);
+  const mode = health.body.saga_mode ?? "orchestrated";
+  const skipped: BenchResults["skipped"] = [];
+  const scenarios = (o.scenarios ?? ["happy", "out-of-stock"]).filter((s) => {
+    if (!needsSystemFaults(s)) return true;
+    skipped.push({ what: `scenario ${s} on --target`, why: "its faults are the deployment's PAYMENT_FAILURE_RATE / SHIPPING_FAILURE_RATE, which the bench cannot set" });
+    return false;
+  });
+  skipped.push({ what: "the other saga style on --target", why: `the deployment runs ${mode}; restart it with the other SAGA_MODE and run again` });
+  const cells: CellResult[] = [];
+  const stockOf = async () => {
+    const xs = await Promise.all(SEEDED_STOCK.map((s) => getJson<{ available?: number; reserved?: number }>(target, `/api/v1/inventory/${s.product_id}`)));
+    return xs.map((x, i) => ({ product_id: SEEDED_STOCK[i].product_id, stock: (x.body.available ?? 0) + (x.body.reserved ?? 0) }));
+  };
+  try {
+    for (const scenario of scenarios) {
+      const loads: CellPlan["load"][] = (scenario === "happy" ? o.rates : o.rates.slice(0, 1)).map((rate) => ({ kind: "open" as const, rate }));
+      if (o.saturate && scenario === "happy") loads.push({ kind: "closed", connections: o.connections });
+      for (const load of loads) {
+        for (let repeat = 1; repeat <= o.repeat; repeat++) {
+          if (ctx.interrupted()) break;
+          const cell: CellPlan = { mode, transport: "memory", topology: "single", scenario, load, repeat };
+          const label = `${mode} target ${scenario} ${load.kind === "open" ? `${load.rate}/s` : `closed×${load.connections}`}`;
+          const stockBefore = await stockOf();
+          const m = await applyLoad(cell, target, o, ctx.progress, label, () => []);
+          ctx.progress.start(label, "draining");
+          await drain(target, DRAIN_S);
+          const outcomes = m.load.outcomes;
+          // the audit and the step breakdown through the API
+          const violations: string[] = [];
+          let lost = 0;
+          let stuck = 0;
+          let confirmed = 0;
+          let cancelled = 0;
+          for (const x of [...m.warmOutcomes, ...outcomes]) {
+            const { status, body } = await getJson<{ status?: string }>(target, `/cqrs/queries/orders/${x.order_id}`);
+            if (status === 404) lost++;
+            else if (body.status !== "confirmed" && body.status !== "cancelled") stuck++;
+            if (outcomes.includes(x)) {
+              if (body.status === "confirmed") confirmed++;
+              if (body.status === "cancelled") cancelled++;
+            }
+          }
+          const events: SagaEvent[] = [];
+          let duplicated = 0;
+          for (const x of outcomes.slice(0, 300)) {
+            const { body } = await getJson<{ events?: { position: number; event_type: string; correlation_id: string; timestamp: string }[] }>(target, `/event-store/api/v1/events/correlation/${x.correlation_id}?limit=500`);
+            const list = (body.events ?? []).map((e) => ({ position: e.position, event_type: e.event_type, correlation_id: e.correlation_id, timestamp: Date.parse(e.timestamp) }));
+            const n = (t: string) => list.filter((e) => e.event_type === t).length;
+            if (n("OrderConfirmed") + n("OrderCancelled") > 1 || n("PaymentProcessed") > 1) duplicated++;
+            events.push(...list);
+          }
+          const stockAfter = await stockOf();
+          for (const [i, s] of stockAfter.entries()) {
+            if (s.stock !== stockBefore[i].stock) violations.push(`stock: product ${s.product_id} not conserved (${stockBefore[i].stock} before, ${s.stock} after)`);
+          }
+          if (lost) violations.push(`lost: ${lost} accepted order(s) unknown to the API`);
+          if (stuck) violations.push(`stuck: ${stuck} order(s) not in a terminal state`);
+          if (duplicated) violations.push(`duplicated effects on ${duplicated} order(s) (of the ${Math.min(300, outcomes.length)} looked at)`);
+          for (const [k, n] of Object.entries(m.load.errors)) violations.push(`${n} request(s) failed: ${k}`);
+          const analysis = analyseSagas(events, outcomes);
+          const base = baseCell(cell, o, m);
+          const partial = {
+            ...base,
+            transport: "target" as const,
+            topology: "target" as const,
+            sagas: { started: outcomes.length, confirmed, cancelled, lost, stuck, duplicated },
+            compensation_latency_ms: compensationPercentiles(analysis.compensation_ms),
+            steps_ms: analysis.steps_ms,
+            steps_split_ms: analysis.steps_split_ms,
+            messages_per_saga: analysis.messages_per_saga,
+            db_writes_per_saga: null,
+            path: { messages: analysis.path_messages, commits: analysis.path_messages, request_reply_hops: 1 },
+            processes: m.processes,
+            floor_ms: null,
+            x_floor: null,
+            audit: { ok: violations.length === 0, violations },
+            unmeasured: [
+              "CPU seconds and peak RSS of the deployment's processes (only the load generator's)",
+              "database writes per saga (the bench has no access to the deployment's database)",
+              "the floor and x_floor (the deployment's transport and database are not reachable from here)",
+              "payments charged and refunded, reservations held (the audit reads orders, events and inventory through the API)",
+            ],
+          };
+          cells.push({ key: cellKey(partial), ...partial });
+          ctx.progress.line(`${label}: ${partial.throughput_sps} sagas/s, p50 ${partial.latency_ms.p50} ms, p99 ${partial.latency_ms.p99} ms, audit ${partial.audit.ok ? "clean" : `FAILED: ${violations.join("; ")}`}`);
+        }
+      }
+    }
+  } finally {
+    ctx.progress.stop();
+  }
+  skipped.push({ what: "stock seeding on --target", why: "the deployment keeps its own stock; a product that runs out turns checkouts into stock_unavailable cancellations" });
+  return { meta: meta(o, startedAt), floor: {}, skipped, cells };
+}

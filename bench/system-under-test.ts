@@ -1,0 +1,189 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createInterface } from "node:readline";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ALL_SERVICES, type SagaMode, type ServiceName, type Transport } from "../services/shared/config.js";
+import { openDatabase, type Database } from "../services/shared/database.js";
+import { startService } from "../services/cluster.js";
+import { freshPostgresDatabase, type FreshDatabase } from "./fresh-database.js";
+import { removeNamespace } from "./broker-cleanup.js";
+import { SEEDED_STOCK } from "./bench-scenarios.js";
+import { readProcessStats, type ProcessStats } from "./process-stats.js";
+
+/**
+ * One system under test, in child processes running the compiled build (dist/): `single` is one
+ * process with every service, `cluster` one process per service. Each gets its own database
+ * (a fresh PGlite directory, or a fresh database on the PostgreSQL server) seeded with the same
+ * stock, and its own broker namespace, removed when it is disposed of.
+ */
+
+export type Topology = "single" | "cluster";
+
+export interface SystemSpec {
+  mode: SagaMode;
+  transport: Transport;
+  /** nats://… or amqp://…; unused in memory. */
+  transporterUrl?: string;
+  topology: Topology;
+  /** A PostgreSQL server to create the cell's database on; undefined → embedded PGlite. */
+  adminDatabaseUrl?: string;
+  port: number;
+  env: Record<string, string>;
+  /** Where each process's log goes. */
+  logDir: string;
+}
+
+export interface RunningProcess {
+  name: string;
+  child: ChildProcess;
+}
+
+const distDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const MAIN = path.join(distDir, "services", "main.js");
+
+/** Creates the cell's database and seeds its stock; the system's own migration then finds it ready. */
+async function prepareDatabase(spec: SystemSpec): Promise<{ location: string; fresh?: FreshDatabase; pgliteDir?: string }> {
+  let db: Database;
+  let fresh: FreshDatabase | undefined;
+  let pgliteDir: string | undefined;
+  if (spec.adminDatabaseUrl) {
+    fresh = await freshPostgresDatabase(spec.adminDatabaseUrl, "saga_bench");
+    db = await openDatabase({ databaseUrl: fresh.url, poolSize: 1 });
+  } else {
+    pgliteDir = fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-pglite-"));
+    db = await openDatabase({ pgliteDir });
+  }
+  try {
+    for (const s of SEEDED_STOCK) {
+      await db.pool.query("UPDATE warehouse.stock SET available = $2, reserved = 0 WHERE product_id = $1", [s.product_id, s.stock]);
+    }
+  } finally {
+    await db.close();
+  }
+  return { location: fresh?.url ?? pgliteDir!, fresh, pgliteDir };
+}
+
+export class SystemUnderTest {
+  readonly processes: RunningProcess[] = [];
+  private constructor(
+    readonly spec: SystemSpec,
+    readonly namespace: string,
+    readonly database: { location: string; fresh?: FreshDatabase; pgliteDir?: string },
+  ) {}
+
+  get baseUrl(): string {
+    return `http://127.0.0.1:${this.spec.port}`;
+  }
+
+  static async start(spec: SystemSpec): Promise<SystemUnderTest> {
+    if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build`);
+    const namespace = `b${randomBytes(4).toString("hex")}`;
+    const database = await prepareDatabase(spec);
+    const sut = new SystemUnderTest(spec, namespace, database);
+    fs.mkdirSync(spec.logDir, { recursive: true });
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      SAGA_MODE: spec.mode,
+      TRANSPORTER: spec.transport === "memory" ? "memory" : spec.transporterUrl,
+      NAMESPACE: namespace,
+      NODE_ID_PREFIX: namespace,
+      PORT: String(spec.port),
+      LOG_LEVEL: "warn",
+      ...spec.env,
+    };
+    delete env.DATABASE_URL;
+    delete env.PGLITE_DIR;
+    if (database.fresh) env.DATABASE_URL = database.fresh.url;
+    else env.PGLITE_DIR = database.pgliteDir;
+    try {
+      if (spec.topology === "single") {
+        const child = spawn(process.execPath, [MAIN], { env: { ...env, NODE_ID: `${namespace}-all` }, stdio: ["ignore", "pipe", "pipe"] });
+        sut.capture("all", child);
+        sut.processes.push({ name: "all", child });
+      } else {
+        const other = spec.mode === "orchestrated" ? "saga-watchdog" : "saga-orchestrator";
+        const services = ALL_SERVICES.filter((s) => s !== other);
+        for (const s of services) {
+          const log = fs.createWriteStream(path.join(spec.logDir, `${s}.log`), { flags: "a" });
+          const { child } = startService(s, env, (_svc: ServiceName, line) => log.write(`${line}\n`));
+          sut.processes.push({ name: s, child });
+        }
+      }
+      // a dozen processes starting at once on a small machine take their time
+      await sut.waitHealthy(180_000);
+    } catch (err) {
+      await sut.dispose();
+      throw err;
+    }
+    return sut;
+  }
+
+  private capture(name: string, child: ChildProcess): void {
+    const log = fs.createWriteStream(path.join(this.spec.logDir, `${name}.log`), { flags: "a" });
+    createInterface({ input: child.stdout! }).on("line", (l) => log.write(`${l}\n`));
+    createInterface({ input: child.stderr! }).on("line", (l) => log.write(`${l}\n`));
+  }
+
+  private async waitHealthy(timeoutMs: number): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    let last = "no answer";
+    while (Date.now() < until) {
+      const dead = this.processes.find((p) => p.child.exitCode !== null);
+      if (dead) throw new Error(`${dead.name} exited with code ${dead.child.exitCode} while starting; see ${this.spec.logDir}`);
+      try {
+        const res = await fetch(`${this.baseUrl}/health`);
+        const body = (await res.json()) as { status?: string; missing?: string[] };
+        if (res.ok && body.status === "ok") return;
+        last = `${res.status} ${JSON.stringify(body.missing ?? body.status)}`;
+      } catch (err) {
+        last = (err as Error).message;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`the system did not become healthy in ${timeoutMs / 1000} s (${last}); see ${this.spec.logDir}`);
+  }
+
+  /** CPU seconds so far and peak RSS of every process. */
+  stats(): ProcessStats[] {
+    return this.processes.map((p) => readProcessStats(p.name, p.child.pid!));
+  }
+
+  /** Stops every process (SIGTERM, then SIGKILL after 15 s). */
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.processes.map(
+        (p) =>
+          new Promise<void>((resolve) => {
+            if (p.child.exitCode !== null || p.child.signalCode !== null) return resolve();
+            const timer = setTimeout(() => p.child.kill("SIGKILL"), 15_000);
+            p.child.once("exit", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            p.child.kill("SIGTERM");
+          }),
+      ),
+    );
+  }
+
+  /** Opens the cell's database (after `stop` for PGlite, whose files only one process may hold). */
+  openDatabase(): Promise<Database> {
+    return this.database.fresh
+      ? openDatabase({ databaseUrl: this.database.fresh.url, poolSize: 2 })
+      : openDatabase({ pgliteDir: this.database.pgliteDir });
+  }
+
+  /** Stops what still runs, removes the namespace from the broker and, unless kept, the database. */
+  async dispose(keepDatabase = false): Promise<void> {
+    await this.stop();
+    if (this.spec.transporterUrl && this.spec.transport !== "memory") {
+      await removeNamespace(this.spec.transporterUrl, this.namespace).catch((err) => console.warn(`broker clean-up of ${this.namespace}: ${err}`));
+    }
+    if (keepDatabase) return;
+    if (this.database.fresh) await this.database.fresh.drop().catch((err) => console.warn(`drop of ${this.database.fresh!.name}: ${err}`));
+    if (this.database.pgliteDir) fs.rmSync(this.database.pgliteDir, { recursive: true, force: true });
+  }
+}

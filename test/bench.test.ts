@@ -1,0 +1,167 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDatabase, type Database } from "../services/shared/database.js";
+import { auditCheckouts } from "../bench/end-state-audit.js";
+import { SEEDED_STOCK } from "../bench/bench-scenarios.js";
+import { compareResults, loadResults } from "../bench/bench-compare.js";
+import type { BenchResults } from "../bench/bench-results.js";
+import { REQUIRE_SERVICES } from "./support/infrastructure.js";
+
+/**
+ * `npm run bench` end to end on the embedded defaults: one short real run (both styles, the
+ * mixed scenario, so every chart has data), then its outputs, its page in a real browser, its
+ * audit made to fail on purpose, and --compare.
+ */
+
+const repo = path.resolve(import.meta.dirname, "..");
+const out = fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-run-"));
+let results: BenchResults;
+let stdout = "";
+
+function chromium(): string | undefined {
+  for (const bin of ["chromium", "chromium-browser", "google-chrome"]) {
+    const r = spawnSync("which", [bin], { encoding: "utf8" });
+    if (r.status === 0) return r.stdout.trim();
+  }
+  return undefined;
+}
+
+beforeAll(() => {
+  execFileSync("npm", ["run", "build", "--silent"], { cwd: repo, stdio: "inherit" });
+  const run = spawnSync(
+    process.execPath,
+    [
+      "dist/bench/bench-cli.js",
+      "--transports", "memory",
+      "--scenarios", "mixed",
+      "--rates", "4",
+      "--duration", "4",
+      "--warmup", "1",
+      "--no-saturate",
+      "--keep-data",
+      "--port", "18350",
+      "--out", out,
+    ],
+    { cwd: repo, encoding: "utf8", env: { ...process.env, DATABASE_URL: "" } },
+  );
+  stdout = run.stdout;
+  if (run.status !== 0) throw new Error(`bench exited with ${run.status}:\n${run.stdout}\n${run.stderr}`);
+  results = JSON.parse(fs.readFileSync(path.join(out, "results.json"), "utf8")) as BenchResults;
+}, 900_000);
+
+afterAll(() => {
+  for (const c of results?.cells ?? []) if (c.database && !c.database.startsWith("postgres")) fs.rmSync(c.database, { recursive: true, force: true });
+  fs.rmSync(out, { recursive: true, force: true });
+});
+
+describe("npm run bench", () => {
+  it("writes every output, with the fields results.json promises, and a clean audit", () => {
+    for (const f of ["results.json", "report.md", "report.html", "latency-percentiles.svg", "latency-vs-load.svg", "throughput.svg", "compensation-latency.svg", "step-breakdown.svg"]) {
+      expect(fs.existsSync(path.join(out, f)), f).toBe(true);
+    }
+    expect(results.cells.map((c) => c.mode).sort()).toEqual(["choreographed", "orchestrated"]);
+    for (const c of results.cells) {
+      expect(c).toMatchObject({ transport: "memory", topology: "single", scenario: "mixed", load: { kind: "open", rate: 4, duration_s: 4 }, repeat: 1 });
+      expect(Object.keys(c.sagas).sort()).toEqual(["cancelled", "confirmed", "duplicated", "lost", "started", "stuck"]);
+      expect(c.sagas.started).toBeGreaterThan(0);
+      expect(c.sagas.confirmed + c.sagas.cancelled).toBe(c.sagas.started);
+      expect(Object.keys(c.latency_ms).sort()).toEqual(["max", "p50", "p90", "p99", "p999"]);
+      expect(c.latency_ms.p50).toBeGreaterThan(0);
+      expect(c.throughput_sps).toBeGreaterThan(0);
+      expect(Object.keys(c.steps_ms)).toEqual(expect.arrayContaining(["reserve_stock", "charge_payment", "schedule_shipment", "confirm"]));
+      expect(c.messages_per_saga).toBeGreaterThan(0);
+      expect(c.db_writes_per_saga).toBeGreaterThan(0);
+      expect(c.processes.map((p) => p.name)).toContain("all");
+      expect(c.floor_ms).toBeGreaterThan(0);
+      expect(c.x_floor).toBeGreaterThan(0);
+      expect(c.audit).toEqual({ ok: true, violations: [] });
+    }
+    // the orchestrator's commands are stored messages too: more per saga than choreography
+    const per = Object.fromEntries(results.cells.map((c) => [c.mode, c.messages_per_saga]));
+    expect(per.orchestrated).toBeGreaterThan(per.choreographed);
+    const orchestrated = results.cells.find((c) => c.mode === "orchestrated")!;
+    expect(orchestrated.steps_split_ms.charge_payment.coordination_ms).toBeGreaterThan(0);
+    expect(results.floor.memory).toMatchObject({ database: "pglite" });
+    expect(results.meta).toMatchObject({ node: process.version, machine: { cpus: os.cpus().length } });
+    expect(stdout).toContain("audit clean in all 2 cell(s)");
+  });
+
+  it("renders every chart with axes and data in a real browser", () => {
+    const bin = chromium();
+    if (!bin) {
+      if (REQUIRE_SERVICES) throw new Error("REQUIRE_SERVICES=1 but Chromium is not installed");
+      console.warn("[skip] Chromium is not installed; report.html was not checked in a browser");
+      return;
+    }
+    const page = `file://${path.join(out, "report.html")}`;
+    const flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", "--virtual-time-budget=10000"];
+    const shot = path.join(out, "report.png");
+    spawnSync(bin, [...flags, "--window-size=1500,4000", `--screenshot=${shot}`, page], { encoding: "utf8", timeout: 120_000 });
+    expect(fs.statSync(shot).size).toBeGreaterThan(20_000);
+    const dom = spawnSync(bin, [...flags, "--dump-dom", page], { encoding: "utf8", timeout: 120_000 }).stdout;
+    expect(dom).toContain('data-checked="yes"');
+    const figures = [...dom.matchAll(/<figure class="chart" data-chart="([^"]+)" data-rendered="axes=(\d+) marks=(\d+)"/g)];
+    expect(figures.map((f) => f[1]).sort()).toEqual(["compensation-latency.svg", "latency-percentiles.svg", "latency-vs-load.svg", "step-breakdown.svg", "throughput.svg"]);
+    for (const [, chart, axes, marks] of figures) {
+      expect(Number(axes), `${chart} axes`).toBeGreaterThanOrEqual(2);
+      expect(Number(marks), `${chart} marks`).toBeGreaterThan(0);
+    }
+  });
+
+  describe("the audit of a finished cell", () => {
+    let db: Database;
+    beforeAll(async () => {
+      const cell = results.cells.find((c) => c.mode === "orchestrated")!;
+      expect(cell.database, "--keep-data records where the cell's database is").toBeTruthy();
+      db = await openDatabase({ pgliteDir: cell.database });
+      await db.pool.query("ALTER TABLE event_store.events DISABLE TRIGGER events_append_only");
+    });
+    afterAll(() => db?.close());
+
+    it("is clean as the bench left it", async () => {
+      expect((await auditCheckouts(db.pool, SEEDED_STOCK)).violations).toEqual([]);
+    });
+
+    it("reports an order whose terminal event was deleted", async () => {
+      const { rows } = await db.pool.query("DELETE FROM event_store.events WHERE position = (SELECT min(position) FROM event_store.events WHERE event_type = 'OrderConfirmed') RETURNING data->>'order_id' AS id");
+      const audit = await auditCheckouts(db.pool, SEEDED_STOCK);
+      expect(audit.ok).toBe(false);
+      expect(audit.violations.join("\n")).toMatch(new RegExp(`terminal state without its terminal event: ${rows[0].id}\\b`));
+    });
+
+    it("reports a cancelled order whose stock release was undone", async () => {
+      const { rows } = await db.pool.query(
+        `UPDATE warehouse.reservations r SET status = 'reserved' FROM orders.orders o
+          WHERE o.order_id = r.order_id AND o.status = 'cancelled' AND r.status = 'released'
+            AND r.order_id = (SELECT min(r2.order_id) FROM warehouse.reservations r2 JOIN orders.orders o2 USING (order_id) WHERE o2.status = 'cancelled' AND r2.status = 'released')
+          RETURNING r.order_id, r.product_id, r.quantity`,
+      );
+      expect(rows.length, "the mixed scenario cancels an order after reserving").toBeGreaterThan(0);
+      for (const r of rows) await db.pool.query("UPDATE warehouse.stock SET available = available - $2, reserved = reserved + $2 WHERE product_id = $1", [r.product_id, r.quantity]);
+      const audit = await auditCheckouts(db.pool, SEEDED_STOCK);
+      expect(audit.violations.join("\n")).toMatch(new RegExp(`stock held by 1 cancelled order\\(s\\): ${rows[0].order_id}`));
+    });
+  });
+
+  it("--compare of a run with itself shows changes of zero, and of another run the change", () => {
+    const cmp = spawnSync(process.execPath, ["dist/bench/bench-cli.js", "--compare", out, path.join(out, "results.json"), "--out", path.join(out, "cmp")], { cwd: repo, encoding: "utf8" });
+    expect(cmp.status).toBe(0);
+    expect(cmp.stdout).toContain("p50 ms");
+    expect(fs.existsSync(path.join(out, "cmp", "compare.md"))).toBe(true);
+    const self = compareResults(loadResults(out), loadResults(out));
+    expect(self.rows).toHaveLength(2);
+    for (const r of self.rows) {
+      expect(r.p50[1] - r.p50[0]).toBe(0);
+      expect(r.p99[1] - r.p99[0]).toBe(0);
+      expect(r.throughput[1] - r.throughput[0]).toBe(0);
+    }
+    expect(cmp.stdout).toMatch(/±0\.0, ±0\.0%/);
+    const slower = structuredClone(results);
+    for (const c of slower.cells) c.latency_ms.p50 *= 2;
+    const other = compareResults(results, slower);
+    expect(other.table.rows.every((r) => String(r[1]).includes("+100.0%"))).toBe(true);
+  });
+});
