@@ -114,6 +114,9 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
     aliases,
     mappingPolicy: "restrict",
     mergeParams: false,
+    // a `Prefer: wait` answer may take up to MAX_WAIT_S: the broker's default request timeout
+    // (10 s) would cut it short with a 504; the calls the actions make keep that default
+    callOptions: { timeout: (MAX_WAIT_S + 5) * 1000 },
     // the request guard reads and checks the body, after the API key: no body parser of moleculer-web's
     bodyParsers: false,
     use: [guarded],
