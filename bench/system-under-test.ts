@@ -134,7 +134,7 @@ export class SystemUnderTest {
       const dead = this.processes.find((p) => p.child.exitCode !== null);
       if (dead) throw new Error(`${dead.name} exited with code ${dead.child.exitCode} while starting; see ${this.spec.logDir}`);
       try {
-        const res = await fetch(`${this.baseUrl}/health`);
+        const res = await fetch(`${this.baseUrl}/health`, { signal: AbortSignal.timeout(5_000) });
         const body = (await res.json()) as { status?: string; missing?: string[] };
         if (res.ok && body.status === "ok") return;
         last = `${res.status} ${JSON.stringify(body.missing ?? body.status)}`;

@@ -1,6 +1,6 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { createServer, type RequestListener, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { ALL_SERVICES, SAGA_MODES } from "../shared/config.js";
@@ -49,7 +49,9 @@ export function parsePreferWait(header: string | undefined): number | undefined 
  * with one clear sentence (moleculer-web's own listen never settles when the port is taken).
  */
 export async function openGatewayPort(host: string, port: number): Promise<Server> {
-  const server = createServer();
+  // Until the gateway takes over (its `created` hook), a request gets a 503 to retry rather
+  // than no answer at all: the port is bound before the database and the services start.
+  const server = createServer(answerStarting);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
       reject(
@@ -63,6 +65,14 @@ export async function openGatewayPort(host: string, port: number): Promise<Serve
     server.listen(port, host, () => resolve());
   });
   return server;
+}
+
+function answerStarting(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  res.writeHead(503, { "Content-Type": "application/problem+json", "Retry-After": "1" });
+  res.end(
+    JSON.stringify({ type: "about:blank", title: "Service Unavailable", status: 503, detail: "the system is starting; try again in a moment", instance: req.url }),
+  );
 }
 
 export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema {
@@ -261,6 +271,7 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
     created(this: Service) {
       // moleculer-web serves requests on the port bound by openGatewayPort
       (this as unknown as { server: Server }).server = server;
+      server.off("request", answerStarting);
       server.on("request", (this as unknown as { httpHandler: RequestListener }).httpHandler);
     },
     started(this: Service) {

@@ -102,7 +102,7 @@ export class SpawnedSystem {
       const dead = this.children.find((c) => c.child.exitCode !== null);
       if (dead) throw new Error(`${dead.name} exited (${dead.child.exitCode}):\n${this.logs.slice(-30).join("\n")}`);
       try {
-        const r = await fetch(`${this.baseUrl}/health`);
+        const r = await fetch(`${this.baseUrl}/health`, { signal: AbortSignal.timeout(5_000) });
         const body = (await r.json()) as { status: string; missing: string[] };
         if (body.status === "ok") return;
         last = JSON.stringify(body);
