@@ -256,8 +256,8 @@ export class CheckoutHarness {
 
   /** The sum of this process's counter series whose labels include `labels`. */
   counter(name: string, labels: Record<string, string> = {}): number {
-    const metric = this.broker.metrics.getMetric(name) as unknown as { list(): { labels: Record<string, string>; value: number }[] } | null;
-    return (metric?.list() ?? [])
+    const metric = this.broker.metrics.getMetric(name) as unknown as { snapshot(): { labels: Record<string, string>; value: number }[] } | null;
+    return (metric?.snapshot() ?? [])
       .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
       .reduce((n, v) => n + v.value, 0);
   }
