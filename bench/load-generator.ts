@@ -12,24 +12,30 @@ import { orderBody, type Scenario } from "./bench-scenarios.js";
  */
 
 /**
- * How long the gateway holds an answer. Kept under the broker's 10 s request timeout: the
- * gateway's action inherits it, so a longer wait ends in a 504 although the saga runs on; a
- * saga still running after it is polled until it ends.
+ * How long the gateway holds an answer (`Prefer: wait`); a saga still running after it is
+ * polled until it ends, so a slow saga does not hold a connection for long.
  */
 export const WAIT_SECONDS = 5;
 
 /**
- * Places checkout `key` and returns the gateway's answer. A 504 means the gateway gave up
- * waiting while the checkout may well run on: asking again with the same Idempotency-Key (and
- * no wait) returns the order it started, or starts it if it never was.
+ * Places checkout `key` and returns the gateway's answer. A 504, or a connection reset before
+ * any answer (a keep-alive socket the server closed as it was reused), leaves the checkout
+ * unknown: asking again with the same Idempotency-Key (and no wait) returns the order it started,
+ * or starts it if it never was.
  */
 async function place(t: Target, body: object, key: string, deadline: number): Promise<Answer> {
-  let a = await request(t, "POST", "/cqrs/commands/orders", body, { prefer: `wait=${WAIT_SECONDS}`, "idempotency-key": key });
-  while (a.status === 504 && Date.now() < deadline) {
+  let prefer: Record<string, string> = { prefer: `wait=${WAIT_SECONDS}` };
+  for (;;) {
+    try {
+      const a = await request(t, "POST", "/cqrs/commands/orders", body, { ...prefer, "idempotency-key": key });
+      if (a.status !== 504 || Date.now() >= deadline) return a;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (!(code === "ECONNRESET" || code === "EPIPE") || Date.now() >= deadline) throw err;
+    }
+    prefer = {};
     await sleep(500);
-    a = await request(t, "POST", "/cqrs/commands/orders", body, { "idempotency-key": key });
   }
-  return a;
 }
 
 export interface Target {

@@ -12,12 +12,16 @@ import { ConfigError, loadConfig, type ServiceName } from "./shared/config.js";
  */
 
 const self = fileURLToPath(import.meta.url);
-// compiled (dist/, `npm run start:cluster`): plain node; from the sources (tests): tsx as a loader
+// Compiled (dist/, `npm run start:cluster`): plain node. From the sources (the tests): the build
+// the test run made first (test/support/build.global-setup.ts sets SPAWN_COMPILED), which starts
+// with half the CPU of tsx as a loader; tsx only when there is none.
 const compiled = self.endsWith(".js");
-const main = path.join(path.dirname(self), compiled ? "main.js" : "main.ts");
+const fromDist = compiled || process.env.SPAWN_COMPILED === "1";
+const dist = compiled ? path.dirname(path.dirname(self)) : path.join(path.dirname(path.dirname(self)), "dist");
+const main = fromDist ? path.join(dist, "services", "main.js") : path.join(path.dirname(self), "main.ts");
 // the OpenTelemetry SDK loads before the services, so pg and http are instrumented (OTEL_* configure it)
-const otelSdk = path.join(path.dirname(self), "..", "observability", compiled ? "otel-sdk.js" : "otel-sdk.ts");
-const nodeArgs = compiled ? ["--enable-source-maps", "--import", otelSdk, main] : ["--import", "tsx", "--import", otelSdk, main];
+const otelSdk = fromDist ? path.join(dist, "observability", "otel-sdk.js") : path.join(path.dirname(self), "..", "observability", "otel-sdk.ts");
+const nodeArgs = fromDist ? ["--enable-source-maps", "--import", otelSdk, main] : ["--import", "tsx", "--import", otelSdk, main];
 
 const COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
 
