@@ -50,8 +50,15 @@ async function crashRun(h: CheckoutHarness, victims: ServiceName[]): Promise<voi
   const inFlightAtCrash: number[] = [];
   for (const victim of victims) {
     await sleep(500);
-    const pending = await h.pool.query("SELECT count(*)::int AS n FROM orders.orders WHERE status = 'pending'");
-    inFlightAtCrash.push(pending.rows[0].n);
+    // cut the victim while checkouts are mid-saga: the first orders may not be in yet, so wait
+    // (bounded) until one is pending; the check after the run fails if none ever was
+    let pending = 0;
+    for (let tries = 0; tries < 100; tries++) {
+      pending = (await h.pool.query("SELECT count(*)::int AS n FROM orders.orders WHERE status = 'pending'")).rows[0].n;
+      if (pending > 0) break;
+      await sleep(100);
+    }
+    inFlightAtCrash.push(pending);
     await h.crash(victim);
     await sleep(700);
     await h.restart(victim);
