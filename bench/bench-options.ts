@@ -28,7 +28,8 @@ The load
 The rest
   --tracing on|off      run the system with the OpenTelemetry SDK exporting to a local sink (default off)
   --out DIR             where to write results (default bench/results/<timestamp>)
-  --quick               about a minute: fewer scenarios, shorter cells
+  --quick               fewer, shorter cells: in process happy, closed×32 and mixed; per broker
+                        the happy path at 10/s only (6 cells, plus 2 per broker)
   --keep-data           keep each cell's database (its location is in results.json)
   --target URL          load an already-running deployment instead of starting one
   --api-key KEY         its API key (or BENCH_API_KEY)

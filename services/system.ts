@@ -72,7 +72,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
   const server = config.services.includes("gateway") ? await openGatewayPort(config.host, config.port) : undefined;
   let db: Database;
   try {
-    db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir }));
+    db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: config.pgliteDir, poolSize: config.dbPoolSize }));
   } catch (err) {
     server?.close();
     throw err;

@@ -35,6 +35,7 @@ const envSchema = z.object({
   SAGA_MODE: z.enum(SAGA_MODES).default("orchestrated"),
   TRANSPORTER: z.string().trim().default("memory"),
   DATABASE_URL: z.string().trim().optional(),
+  DB_POOL_SIZE: z.coerce.number().int().min(1).max(100).optional(),
   PGLITE_DIR: z.string().trim().default(".data/pglite"),
   SERVICES: z.string().trim().optional(),
   NODE_ID: z.string().trim().optional(),
@@ -82,6 +83,12 @@ export interface Config {
   transporterUrl?: string;
   /** undefined → embedded PGlite. */
   databaseUrl?: string;
+  /**
+   * Connections this process may open to DATABASE_URL (`DB_POOL_SIZE`): 10 when one process runs
+   * every service, 4 per process otherwise, so a dozen service processes (or two systems on one
+   * server) stay well inside PostgreSQL's default 100 connections.
+   */
+  dbPoolSize: number;
   /** Where embedded PGlite keeps its files (`PGLITE_DIR`, default .data/pglite); undefined → in memory (`PGLITE_DIR=memory`). */
   pgliteDir?: string;
   services: ServiceName[];
@@ -166,6 +173,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     transport,
     transporterUrl: transport === "memory" ? undefined : e.TRANSPORTER,
     databaseUrl: e.DATABASE_URL,
+    dbPoolSize: e.DB_POOL_SIZE ?? (services.length === ALL_SERVICES.length ? 10 : 4),
     pgliteDir: e.PGLITE_DIR === "memory" ? undefined : e.PGLITE_DIR,
     services,
     nodeId: e.NODE_ID,
