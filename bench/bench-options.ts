@@ -1,3 +1,4 @@
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { SAGA_MODES, type SagaMode, type Transport } from "../services/shared/config.js";
 import { SCENARIOS, type Scenario } from "./bench-scenarios.js";
@@ -31,6 +32,8 @@ The rest
   --quick               fewer, shorter cells: in process happy, closed×32 and mixed; per broker
                         the happy path at 10/s only (6 cells, plus 2 per broker)
   --keep-data           keep each cell's database (its location is in results.json)
+  --cpu-prof DIR        write a V8 CPU profile of every process of every cell to DIR/cell-N/
+                        (open in Chrome DevTools or speedscope)
   --target URL          load an already-running deployment instead of starting one
   --api-key KEY         its API key (or BENCH_API_KEY)
   --compare A B         compare two results.json (or their directories) cell by cell
@@ -57,6 +60,8 @@ export interface BenchOptions {
   out?: string;
   quick: boolean;
   keepData: boolean;
+  /** Where the system's processes write CPU profiles (`--cpu-prof DIR`). */
+  cpuProfDir?: string;
   target?: string;
   apiKey?: string;
   compare?: [string, string];
@@ -103,6 +108,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         out: { type: "string" },
         quick: { type: "boolean" },
         "keep-data": { type: "boolean" },
+        "cpu-prof": { type: "string" },
         target: { type: "string" },
         "api-key": { type: "string" },
         compare: { type: "boolean" },
@@ -147,6 +153,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     out: v.out,
     quick,
     keepData: v["keep-data"] ?? false,
+    cpuProfDir: v["cpu-prof"] === undefined ? undefined : path.resolve(v["cpu-prof"]),
     target: v.target,
     apiKey: v["api-key"] ?? env.BENCH_API_KEY,
     compare,

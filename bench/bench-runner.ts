@@ -260,6 +260,8 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           port: o.port + (i % 90),
           env,
           logDir: path.join(logRoot, `cell-${i + 1}`),
+          // node writes the profile when the process exits (the cell's stop)
+          execArgv: o.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", path.join(o.cpuProfDir, `cell-${i + 1}`)] : undefined,
         });
       } catch (err) {
         ctx.progress.line(`${label}: could not start: ${(err as Error).message}`);

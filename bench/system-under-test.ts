@@ -34,6 +34,8 @@ export interface SystemSpec {
   env: Record<string, string>;
   /** Where each process's log goes. */
   logDir: string;
+  /** Options for node itself in every process of the system (the bench's `--cpu-prof DIR`). */
+  execArgv?: string[];
 }
 
 export interface RunningProcess {
@@ -100,7 +102,7 @@ export class SystemUnderTest {
     else env.PGLITE_DIR = database.pgliteDir;
     try {
       if (spec.topology === "single") {
-        const child = spawn(process.execPath, [MAIN], { env: { ...env, NODE_ID: `${namespace}-all` }, stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn(process.execPath, [...(spec.execArgv ?? []), MAIN], { env: { ...env, NODE_ID: `${namespace}-all` }, stdio: ["ignore", "pipe", "pipe"] });
         sut.capture("all", child);
         sut.processes.push({ name: "all", child });
       } else {
@@ -108,7 +110,7 @@ export class SystemUnderTest {
         const services = ALL_SERVICES.filter((s) => s !== other);
         for (const s of services) {
           const log = fs.createWriteStream(path.join(spec.logDir, `${s}.log`), { flags: "a" });
-          const { child } = startService(s, env, (_svc: ServiceName, line) => log.write(`${line}\n`));
+          const { child } = startService(s, env, (_svc: ServiceName, line) => log.write(`${line}\n`), spec.execArgv);
           sut.processes.push({ name: s, child });
         }
       }

@@ -43,21 +43,28 @@ export function startService(
   service: ServiceName,
   env: NodeJS.ProcessEnv,
   onLine: (service: ServiceName, line: string, stream: "out" | "err") => void,
+  /** Options for node itself (the bench's `--cpu-prof`). */
+  execArgv: readonly string[] = [],
 ): ClusterProcess {
   // A stable node ID per service: over NATS the channel adapter binds each durable consumer's
   // delivery subject to the node ID, so a process restarted under a new ID would never again
   // receive that consumer's messages.
   const child = startProcess({ ...env, SERVICES: service, NODE_ID: `${env.NODE_ID_PREFIX ?? hostname()}-${service}` }, (line, stream) =>
     onLine(service, line, stream),
+    execArgv,
   );
   return { service, child };
 }
 
 /** One process of the system, as `npm start` runs it (SERVICES in `env` picks its services). */
-export function startProcess(env: NodeJS.ProcessEnv, onLine: (line: string, stream: "out" | "err") => void): ChildProcess {
+export function startProcess(
+  env: NodeJS.ProcessEnv,
+  onLine: (line: string, stream: "out" | "err") => void,
+  execArgv: readonly string[] = [],
+): ChildProcess {
   // node itself runs the service (no wrapper process), so a signal sent to the child reaches
   // the service: `kill -9` in the crash tests is a real crash
-  const child = spawn(process.execPath, nodeArgs, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...execArgv, ...nodeArgs], { env, stdio: ["ignore", "pipe", "pipe"] });
   createInterface({ input: child.stdout! }).on("line", (l) => onLine(l, "out"));
   createInterface({ input: child.stderr! }).on("line", (l) => onLine(l, "err"));
   return child;
