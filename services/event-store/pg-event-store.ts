@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { AnyEnvelope, AnyNewMessage, MessageType } from "../shared/catalogue.js";
 import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
-import { markAppended, type Queryable, type Tx } from "../shared/database.js";
+import { markAppended, prepared, type Queryable, type Tx } from "../shared/database.js";
 
 /** A stored message with its global position. */
 export type StoredEvent = AnyEnvelope & { readonly position: number };
@@ -91,17 +91,23 @@ horizon AS MATERIALIZED (
 cursor AS MATERIALIZED (
   SELECT coalesce((SELECT tx_id FROM event_store.events WHERE position = $1), '0'::xid8) AS tx_id
 ),
+-- the bounds as scalar subqueries: parameters of the index scan on (tx_id, position), which then
+-- starts at the cursor and stops at the horizon whatever the table's size
 page AS (
-  SELECT ${COLUMNS}, e.tx_id FROM event_store.events e, cursor, horizon
-   WHERE (e.tx_id, e.position) > (cursor.tx_id, $1::bigint) AND e.tx_id < horizon.h
+  SELECT ${COLUMNS}, e.tx_id FROM event_store.events e
+   WHERE (e.tx_id, e.position) > ((SELECT tx_id FROM cursor), $1::bigint) AND e.tx_id < (SELECT h FROM horizon)
    ORDER BY e.tx_id, e.position
    LIMIT $2
 )
--- one row even when the page is empty, to carry held_back
-SELECT page.*, EXISTS (
-         SELECT 1 FROM event_store.events e, cursor, horizon
-          WHERE (e.tx_id, e.position) > (cursor.tx_id, $1::bigint) AND e.tx_id >= horizon.h
-       ) AS held_back
+-- one row even when the page is empty, to carry held_back: whether the first event at or above
+-- the horizon exists. An ordered scalar subquery, so the (tx_id, position) index finds it in one
+-- step (an EXISTS would drop the order and may scan the table from its start)
+SELECT page.*, (
+         SELECT e.tx_id FROM event_store.events e
+          WHERE e.tx_id >= (SELECT greatest(horizon.h, cursor.tx_id) FROM horizon, cursor)
+            AND (e.tx_id, e.position) > ((SELECT tx_id FROM cursor), $1::bigint)
+          ORDER BY e.tx_id, e.position LIMIT 1
+       ) IS NOT NULL AS held_back
   FROM (SELECT 1) one LEFT JOIN page ON true
  ORDER BY page.tx_id, page.position`;
 
@@ -141,7 +147,8 @@ export class PgEventStore {
       data: m.data,
       metadata: m.metadata,
     }));
-    const { rows } = await tx.query(APPEND, [JSON.stringify(batch)]);
+    // named: PostgreSQL plans it once per connection, not on every append
+    const { rows } = await tx.query(prepared(tx, "event-store-append", APPEND, [JSON.stringify(batch)]));
     if (rows.length !== messages.length) throw new Error(`append stored ${rows.length} of ${messages.length} messages`);
     markAppended(tx);
     return rows.map(toStored).sort((a, b) => a.position - b.position);
@@ -198,7 +205,7 @@ export class PgEventStore {
    * looks again soon instead of at its next poll.
    */
   async follow(after: number, limit: number, db: Queryable = this.pool): Promise<{ events: StoredEvent[]; heldBack: boolean }> {
-    const { rows } = await db.query(READ_COMMITTED, [after, limit]);
+    const { rows } = await db.query(prepared(db, "event-store-follow", READ_COMMITTED, [after, limit]));
     const heldBack = rows.length > 0 && (rows[0].held_back as boolean);
     return { events: rows.filter((r) => r.position !== null).map(toStored), heldBack };
   }

@@ -7,6 +7,22 @@ import { migrate } from "./schema.js";
 
 
 export type Tx = pg.PoolClient;
+
+/** Pools of embedded PGlite: one database session behind every connection the pool opens. */
+const embeddedPools = new WeakSet<pg.Pool>();
+
+/**
+ * A statement PostgreSQL plans once per connection and then reuses (a named prepared
+ * statement), for the complex statements every hop runs. Not on PGlite: its one session outlives
+ * the pool's connections, so a reconnected client would prepare the same name twice.
+ */
+export function prepared(db: Queryable, name: string, text: string, values: unknown[]): pg.QueryConfig {
+  const pool = db instanceof pg.Pool ? db : poolOfClient.get(db);
+  if (pool && embeddedPools.has(pool)) return { text, values };
+  return { name, text, values };
+}
+/** Which pool a transaction's client came from (set by withTransaction). */
+const poolOfClient = new WeakMap<pg.PoolClient, pg.Pool>();
 export type Queryable = pg.Pool | pg.PoolClient;
 
 export interface Database {
@@ -122,6 +138,7 @@ async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): 
   const address = server.getServerConn();
   const url = `postgres://postgres@${address}/postgres?sslmode=disable`;
   const pool = new pg.Pool({ connectionString: url, max: 1 });
+  embeddedPools.add(pool);
   pool.on("error", () => undefined);
   await migrate(pool);
   return {
@@ -211,6 +228,7 @@ const notifiers = new WeakMap<pg.Pool, CommitNotifier>();
 export async function withTransaction<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<T>, attempts = 5): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const client = await pool.connect();
+    poolOfClient.set(client, pool);
     try {
       await client.query("BEGIN");
       const result = await fn(client);

@@ -3,10 +3,11 @@ import type { Middleware } from "moleculer";
 import type { BrokerOptions, LoggerInstance, ServiceBroker } from "moleculer";
 import type pg from "pg";
 import { randomUUID } from "node:crypto";
-import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit } from "./catalogue.js";
+import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyNewMessage } from "./catalogue.js";
+import { inCurrentTrace } from "../../observability/tracing.js";
 import type { EnvelopeFactory } from "../messaging/envelope-factory.js";
 import type { Config } from "./config.js";
-import { withTransaction, type Tx } from "./database.js";
+import { prepared, withTransaction, type Tx } from "./database.js";
 import { joinCheckoutSql, type PgEventStore, type StoredEvent } from "../event-store/pg-event-store.js";
 import { committed } from "./signals.js";
 
@@ -138,6 +139,9 @@ export interface Work<P> {
  * and the events it emits commit in one transaction, so a redelivered message finds its id in the
  * inbox and changes nothing. Failures are retried with backoff; after `maxRetries` the message is
  * parked in `messaging.dead_letters` (listed and replayed through the event-store service).
+ *
+ * Messages for one consumer that arrive while its transaction runs are handled together in the
+ * next one (see `ConsumerBatcher`): under load, one commit and one append serve many messages.
  */
 export async function consume<P>(
   deps: ConsumerDeps,
@@ -146,26 +150,30 @@ export async function consume<P>(
   message: AnyEnvelope,
   work: Work<P>,
 ): Promise<ConsumeOutcome> {
+  let solo = false;
   for (let attempt = 1; ; attempt++) {
     try {
       // No look in the inbox before `prepare`: the transaction's claim decides, and a rare
       // redelivery redoing `prepare` costs less than one more round trip on every message.
       const prepared = work.prepare ? await work.prepare() : (undefined as P);
-      const outcome = await withTransaction(deps.pool, async (tx) => {
-        // one statement: join the checkout's writers, then claim the message in the inbox
-        const claimed = await tx.query(
-          `WITH joined AS (SELECT ${joinCheckoutSql("$3")})
-           INSERT INTO messaging.inbox (consumer, message_id) SELECT $1, $2 FROM joined ON CONFLICT DO NOTHING`,
-          [consumer, message.event_id, message.correlation_id],
-        );
-        if (claimed.rowCount === 0) return "duplicate" as const;
-        const emits = await work.handle({ tx, cause: message, prepared });
-        await deps.store.append(tx, deps.envelopes.causedBy(emits, message, deps.serviceName));
-        return "handled" as const;
-      });
+      const item: Batched = {
+        message,
+        // the handler runs, and its messages are built, in this message's trace
+        run: inCurrentTrace(async (tx: Tx) => {
+          const emits = await work.handle({ tx, cause: message, prepared });
+          return deps.envelopes.causedBy(emits, message, deps.serviceName);
+        }),
+      };
+      const outcome = solo ? (await handleBatch(deps, consumer, [item]))[0] : await batcherOf(deps, consumer).submit(item);
       if (outcome === "handled") committed();
       return outcome;
     } catch (err) {
+      if (err instanceof BatchFailed) {
+        // a batch fails as a whole: each of its messages is tried again alone, as the first attempt
+        solo = true;
+        attempt--;
+        continue;
+      }
       if (attempt > deps.maxRetries) {
         await deadLetter(deps, consumer, channel, message, err, attempt);
         return "dead-lettered";
@@ -174,6 +182,99 @@ export async function consume<P>(
       await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** attempt, 5_000)));
     }
   }
+}
+
+/** One message waiting for its consumer's next transaction. */
+interface Batched {
+  message: AnyEnvelope;
+  /** The handler, inside the transaction: returns the messages it emits. */
+  run(tx: Tx): Promise<AnyNewMessage[]>;
+}
+
+/** A batch of several messages failed; each is tried again on its own. */
+class BatchFailed extends Error {}
+
+/** Joins the writers of every checkout of the batch, then claims every message in the inbox. */
+const CLAIM = `WITH joined AS MATERIALIZED (SELECT count(${joinCheckoutSql("c")}) AS n FROM unnest($3::text[]) AS c)
+  INSERT INTO messaging.inbox (consumer, message_id)
+  SELECT $1, m FROM joined, unnest($2::uuid[]) AS m ON CONFLICT DO NOTHING RETURNING message_id`;
+
+/** Largest number of messages one transaction takes. */
+export const MAX_BATCH = 32;
+
+/**
+ * One transaction for a consumer's messages: it joins every checkout's writers and claims every
+ * message in one statement, runs the handlers one after the other in arrival order (each sees
+ * what the ones before it wrote) and appends everything they emit in one statement. A message
+ * already in the inbox (a redelivery, or two copies in one batch) is a duplicate and runs nothing.
+ */
+async function handleBatch(deps: ConsumerDeps, consumer: string, items: readonly Batched[]): Promise<("handled" | "duplicate")[]> {
+  return withTransaction(deps.pool, async (tx) => {
+    const checkouts = [...new Set(items.map((i) => i.message.correlation_id))].sort();
+    const { rows } = await tx.query(
+      prepared(tx, "inbox-claim", CLAIM, [consumer, items.map((i) => i.message.event_id), checkouts]),
+    );
+    const claimed = new Set(rows.map((r) => String(r.message_id)));
+    const outcomes: ("handled" | "duplicate")[] = [];
+    const emitted: AnyNewMessage[] = [];
+    for (const item of items) {
+      if (!claimed.delete(item.message.event_id.toLowerCase())) {
+        outcomes.push("duplicate");
+        continue;
+      }
+      emitted.push(...(await item.run(tx)));
+      outcomes.push("handled");
+    }
+    await deps.store.append(tx, emitted);
+    return outcomes;
+  });
+}
+
+/**
+ * Gathers a consumer's messages while its transaction runs. A message that finds the consumer
+ * idle starts a transaction at once, alone (no wait at low load); those that arrive meanwhile
+ * go together into the next one, up to MAX_BATCH. One transaction at a time per consumer and
+ * process: the batch, not parallel transactions, absorbs the load.
+ */
+class ConsumerBatcher {
+  private queue: { item: Batched; resolve(o: "handled" | "duplicate"): void; reject(err: unknown): void }[] = [];
+  private running = false;
+
+  constructor(
+    private readonly deps: ConsumerDeps,
+    private readonly consumer: string,
+  ) {}
+
+  submit(item: Batched): Promise<"handled" | "duplicate"> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ item, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, MAX_BATCH);
+      try {
+        const outcomes = await handleBatch(this.deps, this.consumer, batch.map((b) => b.item));
+        batch.forEach((b, i) => b.resolve(outcomes[i]));
+      } catch (err) {
+        for (const b of batch) b.reject(batch.length > 1 ? new BatchFailed(String(err)) : err);
+      }
+    }
+    this.running = false;
+  }
+}
+
+const batchers = new WeakMap<pg.Pool, Map<string, ConsumerBatcher>>();
+
+function batcherOf(deps: ConsumerDeps, consumer: string): ConsumerBatcher {
+  let byConsumer = batchers.get(deps.pool);
+  if (!byConsumer) batchers.set(deps.pool, (byConsumer = new Map()));
+  let batcher = byConsumer.get(consumer);
+  if (!batcher) byConsumer.set(consumer, (batcher = new ConsumerBatcher(deps, consumer)));
+  return batcher;
 }
 
 /**
