@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { AnyEnvelope, AnyNewMessage, MessageType } from "../shared/catalogue.js";
 import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
-import { markAppended, prepared, type Queryable, type Tx } from "../shared/database.js";
+import { markAppended, type Queryable, type Tx } from "../shared/database.js";
 
 /** A stored message with its global position. */
 export type StoredEvent = AnyEnvelope & { readonly position: number };
@@ -147,8 +147,7 @@ export class PgEventStore {
       data: m.data,
       metadata: m.metadata,
     }));
-    // named: PostgreSQL plans it once per connection, not on every append
-    const { rows } = await tx.query(prepared(tx, "event-store-append", APPEND, [JSON.stringify(batch)]));
+    const { rows } = await tx.query(APPEND, [JSON.stringify(batch)]);
     if (rows.length !== messages.length) throw new Error(`append stored ${rows.length} of ${messages.length} messages`);
     markAppended(tx);
     return rows.map(toStored).sort((a, b) => a.position - b.position);
@@ -205,7 +204,7 @@ export class PgEventStore {
    * looks again soon instead of at its next poll.
    */
   async follow(after: number, limit: number, db: Queryable = this.pool): Promise<{ events: StoredEvent[]; heldBack: boolean }> {
-    const { rows } = await db.query(prepared(db, "event-store-follow", READ_COMMITTED, [after, limit]));
+    const { rows } = await db.query(READ_COMMITTED, [after, limit]);
     const heldBack = rows.length > 0 && (rows[0].held_back as boolean);
     return { events: rows.filter((r) => r.position !== null).map(toStored), heldBack };
   }

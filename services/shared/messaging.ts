@@ -7,7 +7,7 @@ import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyN
 import { inCurrentTrace } from "../../observability/tracing.js";
 import type { EnvelopeFactory } from "../messaging/envelope-factory.js";
 import type { Config } from "./config.js";
-import { prepared, withTransaction, type Tx } from "./database.js";
+import { withTransaction, type Tx } from "./database.js";
 import { joinCheckoutSql, type PgEventStore, type StoredEvent } from "../event-store/pg-event-store.js";
 import { committed } from "./signals.js";
 
@@ -211,9 +211,7 @@ export const MAX_BATCH = 32;
 async function handleBatch(deps: ConsumerDeps, consumer: string, items: readonly Batched[]): Promise<("handled" | "duplicate")[]> {
   return withTransaction(deps.pool, async (tx) => {
     const checkouts = [...new Set(items.map((i) => i.message.correlation_id))].sort();
-    const { rows } = await tx.query(
-      prepared(tx, "inbox-claim", CLAIM, [consumer, items.map((i) => i.message.event_id), checkouts]),
-    );
+    const { rows } = await tx.query(CLAIM, [consumer, items.map((i) => i.message.event_id), checkouts]);
     const claimed = new Set(rows.map((r) => String(r.message_id)));
     const outcomes: ("handled" | "duplicate")[] = [];
     const emitted: AnyNewMessage[] = [];
