@@ -27,7 +27,67 @@ export function transporterOptions(config: Config): BrokerOptions["transporter"]
   }
 }
 
-type ChannelsHooks = Middleware & { serviceCreated(svc: unknown): Promise<unknown>; started(broker: unknown): Promise<unknown> };
+type ChannelsHooks = Middleware & {
+  created(broker: unknown): unknown;
+  serviceCreated(svc: unknown): Promise<unknown>;
+  started(broker: unknown): Promise<unknown>;
+};
+
+/** The parts of @moleculer/channels' AMQP adapter that `recoverAmqpChannels` works with. */
+interface AmqpAdapter {
+  stopping: boolean;
+  logger: { warn(line: string): void };
+  connection: { close(): Promise<void> } | null;
+  channel: AmqpChannel | null;
+  subscriptions: Map<string, { consumerTag: string }>;
+  tryConnect(): Promise<void>;
+}
+interface AmqpChannel {
+  ack(msg: AmqpMessage, ...rest: unknown[]): void;
+  nack(msg: AmqpMessage, ...rest: unknown[]): void;
+  on(event: "close", listener: () => void): unknown;
+}
+interface AmqpMessage {
+  fields: { consumerTag: string };
+}
+
+/**
+ * Two gaps of the channels AMQP adapter (0.1) that a RabbitMQ restart opens:
+ * - a handler still running when the connection dropped acknowledges its message, once done, on
+ *   the *new* channel, with a delivery tag that channel never issued; RabbitMQ answers by closing
+ *   the channel (406 PRECONDITION_FAILED, "unknown delivery tag");
+ * - a channel closed by the server while the connection stays up is only logged: its consumers
+ *   stay dead until the process restarts, and their messages wait in the queue.
+ * So: an acknowledgement of a message delivered on a channel that is gone is dropped (RabbitMQ has
+ * already put the message back, and the inbox absorbs its second delivery), and a channel the
+ * server closes takes its connection down with it, which the adapter does recover from: it
+ * reconnects and subscribes every channel again.
+ */
+function recoverAmqpChannels(adapter: AmqpAdapter): void {
+  const tryConnect = adapter.tryConnect.bind(adapter);
+  adapter.tryConnect = async () => {
+    await tryConnect();
+    const { channel, connection } = adapter;
+    if (!channel || !connection) return;
+    const current = (msg: AmqpMessage) => {
+      if ([...adapter.subscriptions.values()].some((s) => s.consumerTag === msg.fields.consumerTag)) return true;
+      adapter.logger.warn(`AMQP: not acknowledging a message of consumer ${msg.fields.consumerTag}, whose channel is gone; RabbitMQ delivers it again`);
+      return false;
+    };
+    const ack = channel.ack.bind(channel);
+    const nack = channel.nack.bind(channel);
+    channel.ack = (msg, ...rest) => (current(msg) ? ack(msg, ...rest) : undefined);
+    channel.nack = (msg, ...rest) => (current(msg) ? nack(msg, ...rest) : undefined);
+    channel.on("close", () => {
+      if (adapter.stopping || adapter.connection !== connection) return;
+      try {
+        void connection.close().catch(() => undefined); // already closing: the adapter reconnects anyway
+      } catch {
+        // closed already
+      }
+    });
+  };
+}
 
 export function channelsMiddleware(config: Config): Middleware {
   const channels = ChannelsMiddleware(channelsOptions(config) as never) as unknown as ChannelsHooks;
@@ -37,6 +97,11 @@ export function channelsMiddleware(config: Config): Middleware {
   const registering: Promise<unknown>[] = [];
   return {
     ...channels,
+    created(broker: unknown) {
+      const result = channels.created(broker);
+      if (config.transport === "amqp") recoverAmqpChannels((broker as { channelAdapter: AmqpAdapter }).channelAdapter);
+      return result;
+    },
     serviceCreated(svc: unknown) {
       const done = channels.serviceCreated(svc);
       registering.push(done);

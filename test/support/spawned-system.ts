@@ -50,6 +50,9 @@ export class SpawnedSystem {
     const port = await freePort();
     const ownNamespace = !opts.namespace;
     const pool = new pg.Pool({ connectionString: fresh.url, max: 3 });
+    // pg-pool's end() resolves once it has asked its connections to close, not when they have:
+    // the forced DROP DATABASE after it can still terminate one (57P01), which lands here
+    pool.on("error", () => undefined);
     const sys = new SpawnedSystem(`http://127.0.0.1:${port}`, pool, namespace, async () => {
       await pool.end();
       await fresh.drop();
