@@ -16,7 +16,7 @@ let connections = 0;
  * Every statement with parameters becomes a named prepared statement of its connection, so the
  * server plans it once per connection instead of on every execution. Planning cost more than
  * running for the statements of every hop (PostgreSQL: about 1 ms against 0.3 ms for a
- * follower's read; PGlite, in WebAssembly: 2.1 ms against 0.4 ms). The names are unique per
+ * follower's read; PGlite, in WebAssembly: 2.1 ms against 0.6 ms). The names are unique per
  * connection object: PGlite's one session outlives the pool's connections, and a reconnected
  * client must not prepare a name that session already holds.
  */
