@@ -119,11 +119,21 @@ export class SpawnedSystem {
 
   /** Places an order and waits until its saga has ended (the read model shows it). */
   async order(body: Record<string, unknown>): Promise<{ order_id: string; correlation_id: string; status: string }> {
-    const r = await fetch(`${this.baseUrl}/cqrs/commands/orders`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
+    // Each process discovers the others on its own: the gateway's health can be ok while the
+    // orders process does not see users yet (503, "try again shortly"). A client asks again,
+    // with the same Idempotency-Key, a bounded number of times.
+    const key = `spawned-${randomBytes(8).toString("hex")}`;
+    let r: Response;
+    for (let attempt = 1; ; attempt++) {
+      r = await fetch(`${this.baseUrl}/cqrs/commands/orders`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify(body),
+      });
+      if (r.status !== 503 || attempt === 40) break;
+      await r.text();
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
     if (r.status !== 202) throw new Error(`order answered ${r.status}: ${await r.text()}`);
     const accepted = (await r.json()) as { order_id: string; correlation_id: string };
     const deadline = Date.now() + 180_000;
