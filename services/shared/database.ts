@@ -2,7 +2,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } f
 import path from "node:path";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
-import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { PGliteStream } from "./pglite-stream.js";
 import { migrate } from "./schema.js";
 
 
@@ -38,7 +38,7 @@ export type Queryable = pg.Pool | pg.PoolClient;
 
 export interface Database {
   pool: pg.Pool;
-  /** Connection string the pool uses (for the embedded database: the pglite-socket address). */
+  /** Connection string the pool uses (the embedded database has none: its connection is in process). */
   url: string;
   embedded: boolean;
   /** LISTEN/NOTIFY works across processes only on a real PostgreSQL server. */
@@ -108,8 +108,8 @@ export function lockDirectory(dir: string, log: (line: string) => void): () => v
 
 /**
  * With a URL, connects to that PostgreSQL server. Without one, starts PGlite (PostgreSQL compiled
- * to WebAssembly) behind pglite-socket on a free loopback port, so the same `pg` code runs with
- * nothing installed.
+ * to WebAssembly) in this process and connects `pg` to it through a stream (`PGliteStream`), so
+ * the same `pg` code runs with nothing installed.
  */
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
   if (opts.databaseUrl) {
@@ -142,14 +142,10 @@ async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): 
   // PGlite's WebAssembly memory only grows; its default 128 MB of shared buffers is most of
   // what it holds beyond its own start-up, and one process's working set needs far less
   const lite = await PGlite.create(pgliteDir ?? "memory://", { postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`] });
-  // One connection: pglite-socket's multiplexer interleaves the extended-protocol messages of
-  // concurrent connections (a Bind of one client lands on the Parse of another), so every
-  // statement goes through a single connection, which is all PGlite can run at once anyway.
-  const server = new PGLiteSocketServer({ db: lite, host: "127.0.0.1", port: 0, maxConnections: 2 });
-  await server.start();
-  const address = server.getServerConn();
-  const url = `postgres://postgres@${address}/postgres?sslmode=disable`;
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  // One connection, straight into PGlite (no socket): PGlite runs one session, and every
+  // statement of the process goes through it in turn
+  const url = "pglite://in-process";
+  const pool = new pg.Pool({ user: "postgres", database: "postgres", max: 1, stream: () => new PGliteStream(lite) } as pg.PoolConfig);
   pool.on("error", () => undefined);
   pool.on("connect", prepareStatements);
   await migrate(pool);
@@ -160,7 +156,6 @@ async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): 
     supportsListen: false,
     async close() {
       await pool.end();
-      await server.stop();
       await lite.close();
       unlock();
     },

@@ -1,0 +1,114 @@
+import { Duplex } from "node:stream";
+import type { PGlite } from "@electric-sql/pglite";
+
+/** The protocol version 3.0 word that marks a startup message (which has no type byte). */
+const PROTOCOL_3 = 196608;
+/** Frontend message "Terminate". */
+const TERMINATE = 0x58;
+
+/**
+ * A `pg` connection straight into PGlite, in the same process: `pg` writes the wire protocol into
+ * this stream, each complete message goes to PGlite's `execProtocolRawStream`, and PGlite's answer
+ * bytes come back as the stream's data. No socket, no second protocol server: the same `pg` code
+ * (types, prepared statements, errors) runs as against a PostgreSQL server.
+ *
+ * PGlite runs one session. Messages are executed strictly in order, one at a time; the pool
+ * that uses this stream keeps one connection (see `openEmbedded`). A Terminate ends the stream
+ * without reaching PGlite (its session outlives the connection), rolling back a transaction the
+ * connection left open, as a server does for a client that goes away.
+ */
+export class PGliteStream extends Duplex {
+  private buffered: Buffer = Buffer.alloc(0);
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly db: PGlite) {
+    super();
+  }
+
+  // the net.Socket surface `pg` uses
+  connect(): this {
+    setImmediate(() => this.emit("connect"));
+    return this;
+  }
+  setNoDelay(): this {
+    return this;
+  }
+  setKeepAlive(): this {
+    return this;
+  }
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+
+  override _read(): void {
+    // data is pushed as PGlite produces it
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    const messages: Buffer[] = [];
+    for (;;) {
+      const length = this.nextLength();
+      if (length === 0 || this.buffered.length < length) break;
+      messages.push(this.buffered.subarray(0, length));
+      this.buffered = this.buffered.subarray(length);
+    }
+    if (messages.length === 0) return callback();
+    // one turn of the event loop per write, as a socket's round trip would take: the work that
+    // arrived meanwhile (messages for a consumer's next batch, requests) gets its turn, instead of
+    // waiting behind a whole transaction run in one go
+    const run = this.chain.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(() => this.execute(messages));
+    this.chain = run.catch(() => undefined);
+    // `pg` writes the next messages only once these are taken; their answers follow as data
+    run.then(
+      () => undefined,
+      (err: Error) => this.destroy(err),
+    );
+    callback();
+  }
+
+  /** Length of the first complete-or-not message in the buffer, or 0 when not known yet. */
+  private nextLength(): number {
+    const b = this.buffered;
+    if (b.length >= 8 && b.readInt32BE(4) === PROTOCOL_3) return b.readInt32BE(0);
+    if (b.length >= 5) return 1 + b.readInt32BE(1);
+    return 0;
+  }
+
+  private async execute(messages: Buffer[]): Promise<void> {
+    for (const message of messages) {
+      if (message[0] === TERMINATE && message.length === 5) {
+        await this.rollbackAbandoned();
+        this.push(null);
+        return;
+      }
+      await this.db.runExclusive(() =>
+        this.db.execProtocolRawStream(new Uint8Array(message.buffer, message.byteOffset, message.byteLength), {
+          onRawData: (data) => {
+            if (data.length > 0) this.push(Buffer.from(data));
+          },
+        }),
+      );
+    }
+  }
+
+  private async rollbackAbandoned(): Promise<void> {
+    if (this.db.isInTransaction()) await this.db.exec("ROLLBACK");
+  }
+
+  override _final(callback: (err?: Error | null) => void): void {
+    this.chain.then(() => callback(), callback);
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.chain
+      .then(() => this.rollbackAbandoned())
+      .then(
+        () => callback(err),
+        () => callback(err),
+      );
+  }
+}
