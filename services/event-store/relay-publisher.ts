@@ -60,9 +60,17 @@ function basePublisher(config: Config, broker: ServiceBroker): RelayPublisher {
   };
 }
 
-type Send = (channel: string, payload: AnyEnvelope, opts: { headers?: Record<string, string> }) => Promise<void>;
+/** RabbitMQ's confirm of one message: `null` once it holds the message, an error otherwise. */
+type Confirmed = (err: unknown) => void;
+type Send = (channel: string, payload: AnyEnvelope, opts: { headers?: Record<string, string>; confirmed?: Confirmed }) => Promise<void>;
 
-class AmqpConfirmPublisher implements RelayPublisher {
+/** Longest wait for RabbitMQ to open a connection, or to confirm a batch, before giving up on that connection. */
+export const AMQP_CONFIRM_TIMEOUT_MS = 10_000;
+
+/** RabbitMQ did not confirm a batch in time; the relay publishes it again on a new connection. */
+export class ConfirmTimeout extends Error {}
+
+export class AmqpConfirmPublisher implements RelayPublisher {
   private connection?: amqp.ChannelModel;
   private channel?: amqp.ConfirmChannel;
   private readonly asserted = new Set<string>();
@@ -74,23 +82,29 @@ class AmqpConfirmPublisher implements RelayPublisher {
     /** The channel adapter prefixes exchange names with the namespace; so must we. */
     private readonly prefix: string,
     broker: ServiceBroker,
+    private readonly confirmTimeoutMs = AMQP_CONFIRM_TIMEOUT_MS,
   ) {
     const raw: Send = async (name, e, opts) => {
       const exchange = `${this.prefix}.${name}`;
-      this.channel!.publish(exchange, "", Buffer.from(JSON.stringify(e)), {
-        persistent: true,
-        contentType: "application/json",
-        headers: opts.headers,
-      });
+      this.channel!.publish(
+        exchange,
+        "",
+        Buffer.from(JSON.stringify(e)),
+        { persistent: true, contentType: "application/json", headers: opts.headers },
+        opts.confirmed,
+      );
     };
     this.send = (broker.wrapMethod as unknown as (name: string, handler: Send) => Send)("sendToChannel", raw);
   }
 
   private async open(): Promise<amqp.ConfirmChannel> {
     if (this.channel) return this.channel;
-    const connection = await amqp.connect(this.url, { noDelay: true });
+    // the timeout bounds the TCP connect and the AMQP handshake
+    const connection = await amqp.connect(this.url, { noDelay: true, timeout: this.confirmTimeoutMs });
     const channel = await connection.createConfirmChannel();
+    // events of a connection given up on must not clear its successor
     const reset = () => {
+      if (this.connection !== connection) return;
       this.channel = undefined;
       this.connection = undefined;
       this.asserted.clear();
@@ -104,20 +118,74 @@ class AmqpConfirmPublisher implements RelayPublisher {
     return channel;
   }
 
+  /**
+   * Resolves once RabbitMQ has confirmed every message of the batch. Each message carries its own
+   * confirm callback: a channel that closes fails each one still unconfirmed (a bare
+   * `waitForConfirms` after such a close finds nothing left to wait for, and resolves). A confirm
+   * that does not come in time (seen after a RabbitMQ restart: a connection opened as the broker
+   * stopped stays open, and never answers) gives that connection up; the relay then publishes the
+   * batch again on a new one, and consumers' inboxes absorb any copy.
+   */
   async publish(batch: readonly AnyEnvelope[]): Promise<void> {
     const channel = await this.open();
+    const confirms: Promise<void>[] = [];
     for (const e of batch) {
       const exchange = `${this.prefix}.${channelOf(e.event_type)}`;
       if (!this.asserted.has(exchange)) {
         await channel.assertExchange(exchange, "fanout", { durable: true });
         this.asserted.add(exchange);
       }
-      await this.send(channelOf(e.event_type), e, {});
+      let confirmed: Confirmed = () => undefined;
+      const confirm = new Promise<void>((resolve, reject) => (confirmed = (err) => (err ? reject(err) : resolve())));
+      confirm.catch(() => undefined); // a batch that fails before its last send awaits none of them
+      confirms.push(confirm);
+      await this.send(channelOf(e.event_type), e, { confirmed });
     }
-    await channel.waitForConfirms();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ConfirmTimeout(`RabbitMQ confirmed no batch of ${batch.length} within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
+    });
+    try {
+      await Promise.race([Promise.all(confirms), late]);
+    } catch (err) {
+      if (err instanceof ConfirmTimeout) void this.abandon();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Gives the current connection up: the next publish opens a new one. */
+  private abandon(): Promise<void> {
+    const connection = this.connection;
+    this.channel = undefined;
+    this.connection = undefined;
+    this.asserted.clear();
+    return connection ? closeOrDrop(connection) : Promise.resolve();
   }
 
   async close(): Promise<void> {
-    await this.connection?.close().catch(() => undefined);
+    await this.abandon();
   }
+}
+
+/** Closes an AMQP connection; one that does not answer the close within a second loses its socket. */
+function closeOrDrop(connection: amqp.ChannelModel): Promise<void> {
+  const socket = (connection as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+  return new Promise<void>((resolve) => {
+    const drop = setTimeout(() => {
+      socket?.destroy();
+      resolve();
+    }, 1_000);
+    connection.close().then(
+      () => {
+        clearTimeout(drop);
+        resolve();
+      },
+      () => {
+        clearTimeout(drop);
+        resolve();
+      },
+    );
+  });
 }
