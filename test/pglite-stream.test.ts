@@ -64,6 +64,25 @@ describe("PGliteStream", () => {
     expect((await lite.query<{ note: string }>("SELECT note FROM t WHERE id = 8")).rows[0].note).toBe("kept");
   });
 
+  it("leaves alone the transaction another connection began since", async () => {
+    const gone = client();
+    gone.on("error", () => undefined);
+    await gone.connect();
+    await gone.query("SELECT 1");
+    const next = client();
+    await next.connect();
+    try {
+      await next.query("BEGIN");
+      await next.query("INSERT INTO t VALUES (10, 'next')");
+      // the first connection goes away while the second one's transaction is open
+      await gone.end();
+      await next.query("COMMIT");
+    } finally {
+      await next.end();
+    }
+    expect((await lite.query<{ note: string }>("SELECT note FROM t WHERE id = 10")).rows[0]?.note).toBe("next");
+  });
+
   it("rolls back the open transaction of a connection destroyed without a goodbye", async () => {
     const c = client();
     const lost: Error[] = [];

@@ -5,6 +5,15 @@ import type { PGlite } from "@electric-sql/pglite";
 const PROTOCOL_3 = 196608;
 /** Frontend message "Terminate". */
 const TERMINATE = 0x58;
+/** A simple-protocol Query message: ROLLBACK. */
+const ROLLBACK = (() => {
+  const sql = Buffer.from("ROLLBACK\0");
+  const message = Buffer.alloc(5 + sql.length);
+  message.write("Q", 0);
+  message.writeInt32BE(4 + sql.length, 1);
+  sql.copy(message, 5);
+  return new Uint8Array(message);
+})();
 
 /**
  * A `pg` connection straight into PGlite, in the same process: `pg` writes the wire protocol into
@@ -15,8 +24,12 @@ const TERMINATE = 0x58;
  * PGlite runs one session. Messages are executed strictly in order, one at a time; the pool
  * that uses this stream keeps one connection (see `openEmbedded`). A Terminate ends the stream
  * without reaching PGlite (its session outlives the connection), rolling back a transaction the
- * connection left open, as a server does for a client that goes away.
+ * connection left open, as a server does for a client that goes away; a transaction another
+ * connection began since (the pool's next connection) is left alone.
  */
+/** Which connection left each PGlite session's transaction open (PGlite has one session). */
+const transactionOwner = new WeakMap<PGlite, PGliteStream>();
+
 export class PGliteStream extends Duplex {
   private buffered: Buffer = Buffer.alloc(0);
   private chain: Promise<void> = Promise.resolve();
@@ -85,18 +98,26 @@ export class PGliteStream extends Duplex {
         this.push(null);
         return;
       }
-      await this.db.runExclusive(() =>
-        this.db.execProtocolRawStream(new Uint8Array(message.buffer, message.byteOffset, message.byteLength), {
+      await this.db.runExclusive(async () => {
+        await this.db.execProtocolRawStream(new Uint8Array(message.buffer, message.byteOffset, message.byteLength), {
           onRawData: (data) => {
             if (data.length > 0) this.push(Buffer.from(data));
           },
-        }),
-      );
+        });
+        if (this.db.isInTransaction()) transactionOwner.set(this.db, this);
+        else if (transactionOwner.get(this.db) === this) transactionOwner.delete(this.db);
+      });
     }
   }
 
+  /** Rolls back the transaction this connection left open; never one another connection began since. */
   private async rollbackAbandoned(): Promise<void> {
-    if (this.db.isInTransaction()) await this.db.exec("ROLLBACK");
+    await this.db.runExclusive(async () => {
+      if (transactionOwner.get(this.db) !== this) return;
+      transactionOwner.delete(this.db);
+      // as a protocol message: `exec` would wait for the lock held here
+      if (this.db.isInTransaction()) await this.db.execProtocolRawStream(ROLLBACK, { onRawData: () => undefined });
+    });
   }
 
   override _final(callback: (err?: Error | null) => void): void {
