@@ -15,6 +15,9 @@ const ROLLBACK = (() => {
   return new Uint8Array(message);
 })();
 
+/** Which connection left each PGlite session's transaction open (PGlite has one session). */
+const transactionOwner = new WeakMap<PGlite, PGliteStream>();
+
 /**
  * A `pg` connection straight into PGlite, in the same process: `pg` writes the wire protocol into
  * this stream, each complete message goes to PGlite's `execProtocolRawStream`, and PGlite's answer
@@ -27,9 +30,6 @@ const ROLLBACK = (() => {
  * connection left open, as a server does for a client that goes away; a transaction another
  * connection began since (the pool's next connection) is left alone.
  */
-/** Which connection left each PGlite session's transaction open (PGlite has one session). */
-const transactionOwner = new WeakMap<PGlite, PGliteStream>();
-
 export class PGliteStream extends Duplex {
   private buffered: Buffer = Buffer.alloc(0);
   private chain: Promise<void> = Promise.resolve();
