@@ -86,7 +86,8 @@ export class AmqpConfirmPublisher implements RelayPublisher {
   ) {
     const raw: Send = async (name, e, opts) => {
       const exchange = `${this.prefix}.${name}`;
-      this.channel!.publish(
+      if (!this.channel) throw new Error("the RabbitMQ connection closed during the batch");
+      this.channel.publish(
         exchange,
         "",
         Buffer.from(JSON.stringify(e)),
@@ -122,8 +123,8 @@ export class AmqpConfirmPublisher implements RelayPublisher {
    * Resolves once RabbitMQ has confirmed every message of the batch. Each message carries its own
    * confirm callback: a channel that closes fails each one still unconfirmed (a bare
    * `waitForConfirms` after such a close finds nothing left to wait for, and resolves). A confirm
-   * that does not come in time (seen after a RabbitMQ restart: a connection opened as the broker
-   * stopped stays open, and never answers) gives that connection up; the relay then publishes the
+   * that does not come in time (seen in a RabbitMQ restart: a publish sent as the broker began to
+   * stop was never confirmed, and its connection never reported a close) gives that connection up; the relay then publishes the
    * batch again on a new one, and consumers' inboxes absorb any copy.
    */
   async publish(batch: readonly AnyEnvelope[]): Promise<void> {
@@ -143,7 +144,7 @@ export class AmqpConfirmPublisher implements RelayPublisher {
     }
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ConfirmTimeout(`RabbitMQ confirmed no batch of ${batch.length} within ${this.confirmTimeoutMs} ms`)), this.confirmTimeoutMs);
+      timer = setTimeout(() => reject(new ConfirmTimeout(`RabbitMQ did not confirm a batch of ${batch.length} within ${this.confirmTimeoutMs} ms; publishing it again on a new connection`)), this.confirmTimeoutMs);
     });
     try {
       await Promise.race([Promise.all(confirms), late]);
