@@ -1,5 +1,7 @@
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 import { PGliteStream } from "./pglite-stream.js";
@@ -138,7 +140,26 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   }
 }
 
+/**
+ * Creates the database cluster of a new PGlite directory (initdb) in a short-lived child process.
+ * PGlite's WebAssembly memory only grows, and initdb in the system's own process left about 100 MB
+ * resident for good (329 MB after opening a new directory, against 230 MB with initdb done here);
+ * a directory that exists already needs none of this.
+ */
+async function initializeDirectory(dir: string): Promise<void> {
+  if (existsSync(path.join(dir, "PG_VERSION"))) return;
+  const script = `import { PGlite } from ${JSON.stringify(import.meta.resolve("@electric-sql/pglite"))};
+    const db = await PGlite.create(${JSON.stringify(dir)}); await db.close();`;
+  try {
+    await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], { maxBuffer: 1 << 20 });
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim();
+    throw new Error(`could not create the embedded database in ${dir}: ${stderr || String(err)}`);
+  }
+}
+
 async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): Promise<Database> {
+  if (pgliteDir) await initializeDirectory(pgliteDir);
   // PGlite's WebAssembly memory only grows; its default 128 MB of shared buffers is most of
   // what it holds beyond its own start-up, and one process's working set needs far less
   const lite = await PGlite.create(pgliteDir ?? "memory://", { postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`] });
