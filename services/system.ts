@@ -116,6 +116,11 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     skipProcessEventRegistration: true,
     // broker.stop() waits for the action calls in progress
     tracking: { enabled: true, shutdownTimeout: 10_000 },
+    // The in-process channels (the Fake adapter) are Moleculer events behind a bulkhead of
+    // maxInFlight handlers, whose queue takes these defaults. Moleculer's 100 dropped every message
+    // beyond it, after the relay had checkpointed past it: under a burst, accepted orders never
+    // took their next step. 0 lifts the limit, as a broker's queue has none.
+    bulkhead: { enabled: false, concurrency: 10, maxQueueSize: 0 },
     // Moleculer's own tracing stays off: spans come from the OpenTelemetry middleware
     tracing: false,
     // the saga metrics are read through the gateway's /metrics (observability/metrics.ts)
