@@ -71,10 +71,24 @@ export function orchestratedDriver(deps: DriverDeps): ParticipantDriver {
   };
 }
 
+/** Orders whose OrderInitiated a process keeps at hand (a few seconds of checkouts at full load). */
+const ORDERS_KEPT = 2_000;
+
 export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
+  // An order's OrderInitiated never changes, so what this process has seen of it (the reaction
+  // to it runs here, or an earlier lookup did) needs no second read of the event store.
+  const orders = new Map<string, DataOf<"OrderInitiated">>();
+  const keep = (data: DataOf<"OrderInitiated">) => {
+    orders.delete(data.order_id);
+    orders.set(data.order_id, data);
+    if (orders.size > ORDERS_KEPT) orders.delete(orders.keys().next().value!);
+  };
   const orderOf: OrderLookup = async (order_id) => {
+    const kept = orders.get(order_id);
+    if (kept) return kept;
     const [initiated] = await deps.store.byAggregate("orders", order_id);
     if (!initiated || initiated.event_type !== "OrderInitiated") throw new Error(`no OrderInitiated for ${order_id}`);
+    keep(initiated.data);
     return initiated.data;
   };
   return <P extends Participant>(participant: P, handlers: ParticipantHandlers<P>): Partial<ServiceSchema> => {
@@ -90,6 +104,7 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
         group: `${participant}_${reaction.on}_${reaction.run}`,
         consumer,
         async handle(message, cdeps) {
+          if (message.event_type === "OrderInitiated") keep(message.data as DataOf<"OrderInitiated">);
           if (reaction.when && !reaction.when(message.data as never)) return "skipped";
           // a checkout the watchdog timed out takes no further step forward
           if (FORWARD.has(reaction.run) && (await deps.store.byAggregate("sagas", message.correlation_id)).length > 0) return "skipped";

@@ -6,7 +6,7 @@ import { consumerChannels, consumerDeps } from "../services/messaging/channel-co
 import { committed } from "../services/shared/signals.js";
 import { NotFound } from "../services/shared/errors.js";
 import { deadlineSweep } from "./deadline-sweep.js";
-import { decide, type CheckoutSaga, type Decision } from "./checkout.saga.js";
+import { decide, type CheckoutSaga } from "./checkout.saga.js";
 import { checkoutSteps, initiation } from "./checkout.steps.js";
 import { consumerBase, type DriverDeps } from "./participant-drivers.js";
 
@@ -20,16 +20,46 @@ export const orchestratorInputs: EventType[] = [
 ];
 
 
-async function persist(tx: Tx, d: Decision, deadlines: { saga: number; step: number }): Promise<void> {
-  const s = d.state;
+/** A saga's new state, and whether the decisions that led to it sent a command (which restarts the step's clock). */
+interface Transition {
+  state: CheckoutSaga;
+  sent: boolean;
+}
+
+/**
+ * Writes saga instances in one statement. A new instance gets both deadlines; an existing one
+ * keeps its saga deadline, and its step deadline moves on only when a command went out (a new
+ * instance always sends its first command).
+ */
+async function persist(tx: Tx, transitions: readonly Transition[], deadlines: { saga: number; step: number }): Promise<void> {
+  if (transitions.length === 0) return;
+  const rows = transitions.map(({ state: s, sent }) => ({ correlation_id: s.correlation_id, order_id: s.order.order_id, status: s.status, step: s.step, state: s, sent }));
   await tx.query(
-    `INSERT INTO orchestrator.sagas (correlation_id, order_id, status, step, state, deadline_at, step_deadline_at)
-     VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8 / 1000), now() + make_interval(secs => $7::float8 / 1000))
-     ON CONFLICT (correlation_id) DO UPDATE SET status = $3, step = $4, state = $5,
-       step_deadline_at = CASE WHEN $8 THEN now() + make_interval(secs => $7::float8 / 1000) ELSE orchestrator.sagas.step_deadline_at END,
-       updated_at = now()`,
-    [s.correlation_id, s.order.order_id, s.status, s.step, JSON.stringify(s), deadlines.saga, deadlines.step, d.commands.length > 0],
+    `INSERT INTO orchestrator.sagas AS s (correlation_id, order_id, status, step, state, deadline_at, step_deadline_at)
+     SELECT r.correlation_id, r.order_id, r.status, r.step, r.state, now() + make_interval(secs => $2::float8 / 1000),
+            CASE WHEN r.sent THEN now() + make_interval(secs => $3::float8 / 1000) END
+       FROM jsonb_to_recordset($1::jsonb) AS r(correlation_id text, order_id text, status text, step text, state jsonb, sent boolean)
+      ORDER BY r.correlation_id
+     ON CONFLICT (correlation_id) DO UPDATE SET status = EXCLUDED.status, step = EXCLUDED.step, state = EXCLUDED.state,
+       step_deadline_at = coalesce(EXCLUDED.step_deadline_at, s.step_deadline_at), updated_at = now()`,
+    [JSON.stringify(rows), deadlines.saga, deadlines.step],
   );
+}
+
+/** The saga instances of a batch's checkouts, locked, and the transitions the batch makes to them. */
+interface BatchSagas {
+  states: Map<string, CheckoutSaga>;
+  transitions: Map<string, Transition>;
+}
+
+const BATCH_SAGAS = Symbol("orchestrator.sagas");
+
+async function lockSagas(tx: Tx, correlationIds: readonly string[]): Promise<BatchSagas> {
+  const { rows } = await tx.query(
+    "SELECT correlation_id, state FROM orchestrator.sagas WHERE correlation_id = ANY($1::text[]) ORDER BY correlation_id FOR UPDATE",
+    [[...new Set(correlationIds)]],
+  );
+  return { states: new Map(rows.map((r) => [r.correlation_id as string, r.state as CheckoutSaga])), transitions: new Map() };
 }
 
 /**
@@ -43,13 +73,19 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
   const deadlines = { saga: deps.config.sagaTimeoutMs, step: deps.config.stepTimeoutMs };
 
   const decideWork: Work<undefined> = {
-    handle: async ({ tx, cause }) => {
-      const { rows } = await tx.query("SELECT state FROM orchestrator.sagas WHERE correlation_id = $1 FOR UPDATE", [
-        cause.correlation_id,
-      ]);
-      const decision = decide((rows[0]?.state as CheckoutSaga) ?? null, cause);
+    // One read (locking) and one write of the saga instances per transaction, however many
+    // replies it handles; each reply sees the state the ones before it in the batch left.
+    handle: async ({ tx, cause, batch }) => {
+      const sagas = await batch.shared(
+        BATCH_SAGAS,
+        () => lockSagas(tx, batch.messages.map((m) => m.correlation_id)),
+        (b) => persist(tx, [...b.transitions.values()], deadlines),
+      );
+      const id = cause.correlation_id;
+      const decision = decide(sagas.states.get(id) ?? null, cause);
       if (!decision) return [];
-      await persist(tx, decision, deadlines);
+      sagas.states.set(id, decision.state);
+      sagas.transitions.set(id, { state: decision.state, sent: (sagas.transitions.get(id)?.sent ?? false) || decision.commands.length > 0 });
       return decision.commands;
     },
   };
@@ -86,7 +122,7 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
           await tx.query("UPDATE orchestrator.sagas SET deadline_at = NULL WHERE correlation_id = $1", [correlation_id]);
           return 0;
         }
-        await persist(tx, d, deadlines);
+        await persist(tx, [{ state: d.state, sent: d.commands.length > 0 }], deadlines);
         await deps.store.append(tx, d.commands.map((c) => deps.envelopes.create(c, { correlation_id, service_name: "saga-orchestrator" }) as AnyNewMessage));
         return d.commands.length;
       });

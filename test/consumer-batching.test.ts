@@ -116,6 +116,45 @@ describe.skipIf(!reachable)("a consumer's batched transactions (PostgreSQL)", ()
     expect(failed).toEqual([]);
   });
 
+  it("opens a batch's shared work once, for every message it handles, and flushes it once in the same transaction", async () => {
+    const KEY = Symbol("test.shared");
+    const opened: { tx: string; messages: string[] }[] = [];
+    const flushed: { tx: string; seen: string[] }[] = [];
+    const sharing = (m: AnyEnvelope): Work<undefined> => ({
+      async handle({ tx, batch }) {
+        const seen = await batch.shared(
+          KEY,
+          async () => {
+            const { rows } = await tx.query("SELECT txid_current()::text AS tx");
+            opened.push({ tx: rows[0].tx, messages: batch.messages.map((b) => b.event_id) });
+            return { tx: rows[0].tx as string, ids: [] as string[] };
+          },
+          async (value) => {
+            const { rows } = await tx.query("SELECT txid_current()::text AS tx");
+            expect(rows[0].tx).toBe(value.tx);
+            flushed.push({ tx: value.tx, seen: value.ids });
+          },
+        );
+        seen.ids.push(m.event_id);
+        return [];
+      },
+    });
+    const messages = Array.from({ length: 2 * MAX_BATCH }, message);
+    const copies = [...messages, messages[0]];
+    const outcomes = await Promise.all(copies.map((m) => consume(deps, "batching:shared", "c", m, sharing(m))));
+    expect(outcomes.filter((o) => o === "handled")).toHaveLength(messages.length);
+    // one open and one flush per transaction, fewer transactions than messages
+    expect(opened.length).toBe(flushed.length);
+    expect(opened.length).toBeLessThan(messages.length);
+    expect(new Set(opened.map((o) => o.tx)).size).toBe(opened.length);
+    for (const o of opened) {
+      const f = flushed.find((x) => x.tx === o.tx)!;
+      // the flush saw every message the batch handled (duplicates left out), in order
+      expect(f.seen).toEqual(o.messages);
+    }
+    expect(opened.flatMap((o) => o.messages).sort()).toEqual(messages.map((m) => m.event_id).sort());
+  });
+
   it("dead-letters a message that always fails and still handles the rest of its batch", async () => {
     const messages = Array.from({ length: 8 }, message);
     const broken = messages[2];

@@ -16,11 +16,11 @@ const { started: _listen, stopped: _close, ...webWithoutListen } = ApiGateway as
 
 export class GatewayListenError extends Error {}
 import { renderPrometheus } from "../../observability/metrics.js";
-import { inCurrentTrace } from "../../observability/tracing.js";
 
 /** `Prefer: wait=N` is honoured up to this many seconds. */
 const MAX_WAIT_S = 60;
-const POLL_MS = 250;
+/** A `Prefer: wait` request looks at the read model this often: only a broadcast lost between processes leaves it to this. */
+const POLL_MS = 1_000;
 /** How long requests in progress (a `Prefer: wait` among them) may take to finish at shutdown. */
 const STOP_GRACE_MS = 5_000;
 
@@ -95,12 +95,13 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
           .call<OrderView, { order_id: string }>("projections.order", { order_id: orderId })
           .then((v) => (v.status !== "pending" ? finish(v) : undefined))
           .catch(() => undefined);
-      // woken by a broadcast, the check still belongs to this request's trace
-      const onSettled = inCurrentTrace(() => void check());
+      // the broadcast carries the view just written: the answer, with no read of the read model
+      const onSettled = (s: Settled) => finish(s.view);
       const set = waiters.get(orderId) ?? new Set();
       set.add(onSettled);
       waiters.set(orderId, set);
-      // the broadcast wakes us at once; the poll covers a broadcast lost between processes
+      // the broadcast answers at once; the first check finds an order settled before we listened
+      // (an idempotent replay), the poll a broadcast lost between processes
       const poll = setInterval(check, POLL_MS);
       const timer = setTimeout(() => finish(null), ms);
       void check();

@@ -3,7 +3,7 @@ import { NotFound } from "../shared/errors.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { EventFollower } from "../event-store/event-follower.js";
 import type { StoredEvent } from "../event-store/pg-event-store.js";
-import type { UserInfo } from "./order-projection.js";
+import type { OrderView, UserInfo } from "./order-projection.js";
 import { projectBatch, type UserLookup } from "./order-projector.js";
 import { inFlightByMode, orderStatistics } from "./order-statistics.js";
 import type { ReadModelStore } from "./read-model-store.js";
@@ -13,10 +13,12 @@ import { observeSagaDuration } from "../../observability/metrics.js";
 /** Broadcast when an order reaches a terminal state; the gateway's `Prefer: wait` listens. */
 export const SETTLED_EVENT = "checkout.settled";
 
+/** The order's view as the projection has just written it: a waiting request answers with it, without reading it back. */
 export interface Settled {
   order_id: string;
   correlation_id: string;
   status: string;
+  view: OrderView;
 }
 
 /**
@@ -46,7 +48,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
     const settled = await projectBatch(readModel, events, upTo, lookupUsers(svc));
     for (const view of settled) {
       observeSagaDuration(svc.broker, view.saga_mode ?? "unknown", view.status, (view.saga_duration_ms ?? 0) / 1000);
-      const s: Settled = { order_id: view.order_id, correlation_id: view.correlation_id, status: view.status };
+      const s: Settled = { order_id: view.order_id, correlation_id: view.correlation_id, status: view.status, view };
       svc.broker.broadcast(SETTLED_EVENT, s);
     }
   }

@@ -179,6 +179,20 @@ export interface HandlerContext {
   tx: Tx;
   /** The message being handled. */
   cause: AnyEnvelope;
+  /** The transaction's batch: the messages it handles, and work done once for all of them. */
+  batch: BatchScope;
+}
+
+/** What the handlers of one transaction share. */
+export interface BatchScope {
+  /** Every message this transaction handles, in order (duplicates left out). */
+  readonly messages: readonly AnyEnvelope[];
+  /**
+   * The value under `key`, made by the first handler that asks (for instance the rows of every
+   * message's saga, read and locked in one statement). `flush`, given with it, runs once after
+   * the batch's last handler and before its append (writing those rows back in one statement).
+   */
+  shared<T>(key: symbol, open: () => Promise<T>, flush?: (value: T) => Promise<void>): Promise<T>;
 }
 
 export interface ConsumerDeps {
@@ -224,8 +238,8 @@ export async function consume<P>(
       const item: Batched = {
         message,
         // the handler runs, and its messages are built, in this message's trace
-        run: inCurrentTrace(async (tx: Tx) => {
-          const emits = await work.handle({ tx, cause: message, prepared });
+        run: inCurrentTrace(async (tx: Tx, batch: BatchScope) => {
+          const emits = await work.handle({ tx, cause: message, batch, prepared });
           return deps.envelopes.causedBy(emits, message, deps.serviceName);
         }),
       };
@@ -253,7 +267,7 @@ export async function consume<P>(
 interface Batched {
   message: AnyEnvelope;
   /** The handler, inside the transaction: returns the messages it emits. */
-  run(tx: Tx): Promise<AnyNewMessage[]>;
+  run(tx: Tx, batch: BatchScope): Promise<AnyNewMessage[]>;
 }
 
 /** A batch of several messages failed; each is tried again on its own. */
@@ -278,16 +292,25 @@ async function handleBatch(deps: ConsumerDeps, consumer: string, items: readonly
     const checkouts = [...new Set(items.map((i) => i.message.correlation_id))].sort();
     const { rows } = await tx.query(CLAIM, [consumer, items.map((i) => i.message.event_id), checkouts]);
     const claimed = new Set(rows.map((r) => String(r.message_id)));
-    const outcomes: ("handled" | "duplicate")[] = [];
+    // a copy of a message already claimed by this batch is a duplicate too
+    const outcomes = items.map((i) => (claimed.delete(i.message.event_id.toLowerCase()) ? "handled" : "duplicate"));
+    const fresh = items.filter((_, n) => outcomes[n] === "handled");
+    const memo = new Map<symbol, Promise<unknown>>();
+    const flushes: (() => Promise<void>)[] = [];
+    const batch: BatchScope = {
+      messages: fresh.map((i) => i.message),
+      shared<T>(key: symbol, open: () => Promise<T>, flush?: (value: T) => Promise<void>) {
+        let value = memo.get(key) as Promise<T> | undefined;
+        if (!value) {
+          memo.set(key, (value = open()));
+          if (flush) flushes.push(async () => flush(await value!));
+        }
+        return value;
+      },
+    };
     const emitted: AnyNewMessage[] = [];
-    for (const item of items) {
-      if (!claimed.delete(item.message.event_id.toLowerCase())) {
-        outcomes.push("duplicate");
-        continue;
-      }
-      emitted.push(...(await item.run(tx)));
-      outcomes.push("handled");
-    }
+    for (const item of fresh) emitted.push(...(await item.run(tx, batch)));
+    for (const flush of flushes) await flush();
     await deps.store.append(tx, emitted);
     return outcomes;
   });
