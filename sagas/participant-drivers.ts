@@ -7,7 +7,8 @@ import {
   type DataOf,
   type Participant,
 } from "../services/shared/catalogue.js";
-import { consume, type ConsumerDeps } from "../services/shared/messaging.js";
+import { consume, type BatchScope, type ConsumerDeps } from "../services/shared/messaging.js";
+import type { Tx } from "../services/shared/database.js";
 import { consumerChannels, type ConsumerBase, type Subscription } from "../services/messaging/channel-consumer.js";
 import type { EnvelopeFactory } from "../services/messaging/envelope-factory.js";
 import type { CommandHandler, ParticipantHandlers } from "../services/shared/participant.js";
@@ -37,7 +38,27 @@ export function consumerBase(deps: DriverDeps): ConsumerBase {
   return { pool: deps.db.pool, store: deps.store, envelopes: deps.envelopes, maxRetries: deps.config.maxRetries };
 }
 
-/** Runs a participant's command for one message; building the command is retried with it. */
+const TIMED_OUT = Symbol("checkouts timed out");
+
+/**
+ * The checkouts of a batch that the watchdog has timed out, read once per transaction. The
+ * transaction's claim has joined each checkout's writers, and the watchdog records a timeout
+ * only as their sole writer: what this sees cannot change before the transaction commits.
+ */
+function timedOut(tx: Tx, batch: BatchScope): Promise<Set<string>> {
+  return batch.shared(TIMED_OUT, async () => {
+    const { rows } = await tx.query(
+      "SELECT DISTINCT aggregate_id FROM event_store.events WHERE aggregate_type = 'sagas' AND aggregate_id = ANY($1::text[])",
+      [[...new Set(batch.messages.map((m) => m.correlation_id))]],
+    );
+    return new Set(rows.map((r) => r.aggregate_id as string));
+  });
+}
+
+/**
+ * Runs a participant's command for one message; building the command is retried with it. A
+ * step forward (`forward`) is not taken for a checkout the watchdog has timed out.
+ */
 function run<C extends CommandType>(
   deps: ConsumerDeps,
   consumer: string,
@@ -45,13 +66,17 @@ function run<C extends CommandType>(
   message: AnyEnvelope,
   handler: CommandHandler<DataOf<C>>,
   command: () => DataOf<C> | Promise<DataOf<C>>,
+  forward = false,
 ) {
   return consume(deps, consumer, channel, message, {
     prepare: async () => {
       const data = await command();
       return { data, prepared: handler.prepare ? await handler.prepare(data) : undefined };
     },
-    handle: ({ tx, cause, prepared }) => handler.handle(prepared.data, { tx, cause, prepared: prepared.prepared }),
+    handle: async ({ tx, cause, batch, prepared }) => {
+      if (forward && (await timedOut(tx, batch)).has(cause.correlation_id)) return [];
+      return handler.handle(prepared.data, { tx, cause, prepared: prepared.prepared });
+    },
   });
 }
 
@@ -107,8 +132,7 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
           if (message.event_type === "OrderInitiated") keep(message.data as DataOf<"OrderInitiated">);
           if (reaction.when && !reaction.when(message.data as never)) return "skipped";
           // a checkout the watchdog timed out takes no further step forward
-          if (FORWARD.has(reaction.run) && (await deps.store.byAggregate("sagas", message.correlation_id)).length > 0) return "skipped";
-          return run(cdeps, consumer, channel, message, handler, () => reaction.build(message.data as never, orderOf) as never);
+          return run(cdeps, consumer, channel, message, handler, () => reaction.build(message.data as never, orderOf) as never, FORWARD.has(reaction.run));
         },
       });
     }

@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isCommandType } from "../services/shared/catalogue.js";
+import { randomUUID } from "node:crypto";
+import { emit, isCommandType, type AnyEmit, type AnyNewMessage } from "../services/shared/catalogue.js";
+import { withTransaction } from "../services/shared/database.js";
+import { committed } from "../services/shared/signals.js";
 import { SAGA_MODES } from "../services/shared/config.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 
@@ -41,5 +44,57 @@ describe.each(SAGA_MODES)("a checkout past its deadline (%s)", (mode) => {
     expect(business).not.toContain("PaymentProcessed");
     expect(await h.payment(accepted.order_id)).toMatchObject({ status: "voided" });
     expect(await h.stock(PRODUCT.id)).toEqual({ available: PRODUCT.stock, reserved: 0 });
+  });
+});
+
+/**
+ * The watchdog's timeout is final: a step forward whose message arrives after it (late, or
+ * redelivered) changes nothing. The participants check, in the transaction that would take the
+ * step, whether the checkout has timed out.
+ */
+describe("a choreographed checkout already timed out", () => {
+  it("takes no step forward: a late OrderInitiated reserves no stock", async () => {
+    const h = await CheckoutHarness.start({ mode: "choreographed" });
+    try {
+      const product = { id: 9602, price: 20, stock: 5 };
+      await h.seedProducts([product]);
+      const correlation_id = `checkout_${randomUUID().slice(0, 16)}`;
+      const order_id = "order_990001";
+      const stored = (message: AnyEmit, service_name: string) =>
+        withTransaction(h.pool, (tx) => h.system.store.append(tx, [h.system.envelopes.create(message, { correlation_id, service_name }) as AnyNewMessage]));
+      // the watchdog's verdict first (the payment step in flight: the warehouse is not involved)
+      await stored(emit("CheckoutTimedOut", { order_id, undo_from: "charge_payment" }), "saga-watchdog");
+      const [initiated] = await stored(
+        emit("OrderInitiated", {
+          order_id,
+          customer_id: 456,
+          cart_id: null,
+          total_amount: 40,
+          currency: "CAD",
+          items: [{ product_id: product.id, product_name: "Late", quantity: 2, unit_price: 20 }],
+          shipping_address: { street: "1 Test Street", city: "Ottawa", postal_code: "K1A 0B1" },
+          card_token: "tok_visa",
+        }),
+        "orders",
+      );
+      committed();
+      // the warehouse handles the message (its inbox has it) and takes no step
+      const deadline = Date.now() + 15_000;
+      let handled = 0;
+      while (handled === 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+        const { rows } = await h.pool.query("SELECT count(*)::int AS n FROM messaging.inbox WHERE consumer LIKE 'warehouse:%' AND message_id = $1", [initiated.event_id]);
+        handled = rows[0].n;
+      }
+      expect(handled).toBe(1);
+      expect(await h.reservations(order_id)).toEqual([]);
+      expect(await h.stock(product.id)).toEqual({ available: product.stock, reserved: 0 });
+      // (the compensation chain the timeout started does run: refund, then release)
+      const business = await h.businessEvents(correlation_id);
+      expect(business).not.toContain("StockReserved");
+      expect(business).not.toContain("StockUnavailable");
+    } finally {
+      await h.stop();
+    }
   });
 });
