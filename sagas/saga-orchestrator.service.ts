@@ -106,7 +106,40 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
     })),
   );
 
+  /** Every OrderInitiated up to this position has been seen to have its saga instance (this process's view). */
+  let initiationsChecked = 0;
+
+  /**
+   * A checkout whose OrderInitiated never reached the orchestrator has no saga instance, so no
+   * deadline finds it: in process, a message published but not yet handled dies with the
+   * process while the relay's checkpoint is already past it. Once a step's time has passed
+   * without an instance, the OrderInitiated is read from the event store and fed again (the
+   * inbox absorbs it if it was handled after all). One statement per sweep, over the orders
+   * placed since the last one.
+   */
+  async function adoptOrphans(svc: Service): Promise<void> {
+    const { rows } = await pool.query(
+      `SELECT e.position, e.correlation_id, e.timestamp < now() - make_interval(secs => $2::float8 / 1000) AS old,
+              EXISTS (SELECT 1 FROM orchestrator.sagas s WHERE s.correlation_id = e.correlation_id) AS started
+         FROM event_store.events e
+        WHERE e.event_type = $3 AND e.position > $1
+        ORDER BY e.position LIMIT 1000`,
+      [initiationsChecked, deadlines.step, initiation.startedBy],
+    );
+    for (const r of rows) {
+      if (!r.started) {
+        if (!r.old) break; // its message may still be on its way: look again at the next sweep
+        const [first] = (await deps.store.byCorrelation(r.correlation_id as string)).filter((e) => e.event_type === initiation.startedBy);
+        svc.logger.warn(`saga ${r.correlation_id}: its ${initiation.startedBy} never arrived; reading it from the event store`);
+        const { position: _, ...envelope } = first;
+        await handle(svc, envelope as AnyEnvelope);
+      }
+      initiationsChecked = Number(r.position);
+    }
+  }
+
   async function sweep(svc: Service): Promise<void> {
+    await adoptOrphans(svc);
     const expired = await pool.query(
       `SELECT correlation_id FROM orchestrator.sagas WHERE status = 'running' AND deadline_at < now() LIMIT 100`,
     );

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { emit, isCommandType, type AnyEmit, type AnyNewMessage } from "../services/shared/catalogue.js";
 import { withTransaction } from "../services/shared/database.js";
 import { committed } from "../services/shared/signals.js";
-import { SAGA_MODES } from "../services/shared/config.js";
+import { ALL_SERVICES, SAGA_MODES } from "../services/shared/config.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 
 /**
@@ -93,6 +93,55 @@ describe("a choreographed checkout already timed out", () => {
       const business = await h.businessEvents(correlation_id);
       expect(business).not.toContain("StockReserved");
       expect(business).not.toContain("StockUnavailable");
+    } finally {
+      await h.stop();
+    }
+  });
+});
+
+/**
+ * In process, a message the relay has published but no one has handled yet dies with the
+ * process, and the relay's checkpoint may already be past it. A checkout whose OrderInitiated was
+ * lost so has no saga instance; once a step's time has passed, the orchestrator's sweep reads it
+ * from the event store and starts the saga. Here no relay runs (no event-store service), so the
+ * stored OrderInitiated is never published: only the sweep can find it.
+ */
+describe("an orchestrated checkout whose first message was lost", () => {
+  it("is started by the sweep from the event store", async () => {
+    const h = await CheckoutHarness.start({
+      mode: "orchestrated",
+      env: { SERVICES: ALL_SERVICES.filter((s) => s !== "event-store").join(","), SAGA_STEP_TIMEOUT_MS: "300" },
+    });
+    try {
+      const correlation_id = `checkout_${randomUUID().slice(0, 16)}`;
+      const order_id = "order_990002";
+      await withTransaction(h.pool, (tx) =>
+        h.system.store.append(tx, [
+          h.system.envelopes.create(
+            emit("OrderInitiated", {
+              order_id,
+              customer_id: 456,
+              cart_id: null,
+              total_amount: 20,
+              currency: "CAD",
+              items: [{ product_id: 101, product_name: "Lost", quantity: 1, unit_price: 20 }],
+              shipping_address: { street: "1 Test Street", city: "Ottawa", postal_code: "K1A 0B1" },
+              card_token: "tok_visa",
+            }),
+            { correlation_id, service_name: "orders" },
+          ) as AnyNewMessage,
+        ]),
+      );
+      const deadline = Date.now() + 15_000;
+      let types: string[] = [];
+      while (!types.includes("ReserveStock") && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        types = (await h.events(correlation_id)).map((e) => e.event_type);
+      }
+      // the saga started: its instance exists and its first command is recorded
+      expect(types).toEqual(["OrderInitiated", "ReserveStock"]);
+      const saga = await h.pool.query("SELECT status, step FROM orchestrator.sagas WHERE correlation_id = $1", [correlation_id]);
+      expect(saga.rows).toEqual([{ status: "running", step: "reserve_stock" }]);
     } finally {
       await h.stop();
     }
