@@ -3,12 +3,13 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     // whole systems start in these tests (PGlite, brokers, one process per service): give them
-    // room, and run files two at a time on a small machine
+    // room, and run files three at a time: most of their time they wait (deadlines, redelivery,
+    // restarts), and two at a time a CI run took 18 minutes on a slow 2-vCPU machine
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: "forks",
     globalSetup: ["test/support/build.global-setup.ts"],
-    maxWorkers: 2,
+    maxWorkers: 3,
     projects: [
       {
         extends: true,

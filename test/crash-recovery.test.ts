@@ -6,13 +6,13 @@ import { auditCheckouts } from "./support/audit.js";
 import { BROKERS, clusterAvailable } from "./support/infrastructure.js";
 
 /**
- * Crash tests: while 200 checkouts are in flight, `kill -9` the warehouse process, then the
+ * Crash tests: while 120 checkouts are in flight, `kill -9` the warehouse process, then the
  * payments process, then (orchestrated) the orchestrator, then the event store's (the relay),
  * restarting each. Afterwards every
  * order is confirmed or cancelled and the audit finds nothing lost, stuck or charged twice.
  */
 
-const CHECKOUTS = 200;
+const CHECKOUTS = 120;
 const PRODUCTS = [
   { id: 9401, price: 20, stock: 150 },
   { id: 9402, price: 35, stock: 60 },
