@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from "./shared/config.js";
 import { DatabaseLockedError } from "./shared/database.js";
-import { GatewayListenError } from "./gateway/gateway.service.js";
+import { GatewayListenError } from "./gateway/gateway-port.js";
 import { createSystem } from "./system.js";
 
 /** Errors that explain themselves: one line, no stack. */

@@ -1,6 +1,6 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from "node:http";
+import type { RequestListener, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { ALL_SERVICES, SAGA_MODES } from "../shared/config.js";
@@ -10,12 +10,11 @@ import type { OrderView } from "../projections/order-projection.js";
 import { problemFrom, sendProblem } from "./problem.js";
 import { ROUTES, type RouteSpec } from "./gateway.routes.js";
 import { requestGuard, type GuardedRequest } from "./request-guard.js";
+import { renderPrometheus } from "../../observability/metrics.js";
+import { answerStarting } from "./gateway-port.js";
 
 /** moleculer-web without its own listen and close: the gateway does those (openGatewayPort, stopListening). */
 const { started: _listen, stopped: _close, ...webWithoutListen } = ApiGateway as unknown as ServiceSchema;
-
-export class GatewayListenError extends Error {}
-import { renderPrometheus } from "../../observability/metrics.js";
 
 /** `Prefer: wait=N` is honoured up to this many seconds. */
 const MAX_WAIT_S = 60;
@@ -44,36 +43,6 @@ export function parsePreferWait(header: string | undefined): number | undefined 
  * The REST gateway: the seed's routes, problem+json errors, API keys, a rate limit,
  * idempotency keys and `Prefer: wait=N` (answer when the saga ends, within N seconds).
  */
-/**
- * Binds the gateway's port before anything else starts, so a port in use stops the start at once
- * with one clear sentence (moleculer-web's own listen never settles when the port is taken).
- */
-export async function openGatewayPort(host: string, port: number): Promise<Server> {
-  // Until the gateway takes over (its `created` hook), a request gets a 503 to retry rather
-  // than no answer at all: the port is bound before the database and the services start.
-  const server = createServer(answerStarting);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err: NodeJS.ErrnoException) =>
-      reject(
-        new GatewayListenError(
-          err.code === "EADDRINUSE"
-            ? `the gateway cannot listen on ${host}:${port}: the port is in use (another npm start?); set PORT to a free one`
-            : `the gateway cannot listen on ${host}:${port}: ${err.message}`,
-        ),
-      ),
-    );
-    server.listen(port, host, () => resolve());
-  });
-  return server;
-}
-
-function answerStarting(req: IncomingMessage, res: ServerResponse): void {
-  req.resume();
-  res.writeHead(503, { "Content-Type": "application/problem+json", "Retry-After": "1" });
-  res.end(
-    JSON.stringify({ type: "about:blank", title: "Service Unavailable", status: 503, detail: "the system is starting; try again in a moment", instance: req.url }),
-  );
-}
 
 export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema {
   const { config } = deps;

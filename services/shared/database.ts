@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, w
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { PGlite } from "@electric-sql/pglite";
+// PGlite is loaded only by a process that runs it (openEmbedded), not by every service process
 import { PGliteStream } from "./pglite-stream.js";
 import { migrate } from "./schema.js";
 
@@ -162,6 +162,7 @@ async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): 
   if (pgliteDir) await initializeDirectory(pgliteDir);
   // PGlite's WebAssembly memory only grows; its default 128 MB of shared buffers is most of
   // what it holds beyond its own start-up, and one process's working set needs far less
+  const { PGlite } = await import("@electric-sql/pglite");
   const lite = await PGlite.create(pgliteDir ?? "memory://", { postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`] });
   // One connection, straight into PGlite (no socket): PGlite runs one session, and every
   // statement of the process goes through it in turn
