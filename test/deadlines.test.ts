@@ -11,6 +11,24 @@ import { CheckoutHarness } from "./support/checkout-harness.js";
  * the checkout is cancelled with reason `timeout` and undone, the late charge is refused, and
  * nothing is left reserved or captured.
  */
+/** Stores a message of a checkout straight in the event store, as its service would. */
+function store(h: CheckoutHarness, correlation_id: string, service_name: string, message: AnyEmit) {
+  return withTransaction(h.pool, (tx) => h.system.store.append(tx, [h.system.envelopes.create(message, { correlation_id, service_name }) as AnyNewMessage]));
+}
+
+/** An OrderInitiated for one unit of `product_id` at 20. */
+const initiated = (order_id: string, product_id: number) =>
+  emit("OrderInitiated", {
+    order_id,
+    customer_id: 456,
+    cart_id: null,
+    total_amount: 20,
+    currency: "CAD",
+    items: [{ product_id, product_name: "Test product", quantity: 1, unit_price: 20 }],
+    shipping_address: { street: "1 Test Street", city: "Ottawa", postal_code: "K1A 0B1" },
+    card_token: "tok_visa",
+  });
+
 const PRODUCT = { id: 9601, price: 75, stock: 10 };
 
 describe.each(SAGA_MODES)("a checkout past its deadline (%s)", (mode) => {
@@ -60,30 +78,16 @@ describe("a choreographed checkout already timed out", () => {
       await h.seedProducts([product]);
       const correlation_id = `checkout_${randomUUID().slice(0, 16)}`;
       const order_id = "order_990001";
-      const stored = (message: AnyEmit, service_name: string) =>
-        withTransaction(h.pool, (tx) => h.system.store.append(tx, [h.system.envelopes.create(message, { correlation_id, service_name }) as AnyNewMessage]));
       // the watchdog's verdict first (the payment step in flight: the warehouse is not involved)
-      await stored(emit("CheckoutTimedOut", { order_id, undo_from: "charge_payment" }), "saga-watchdog");
-      const [initiated] = await stored(
-        emit("OrderInitiated", {
-          order_id,
-          customer_id: 456,
-          cart_id: null,
-          total_amount: 40,
-          currency: "CAD",
-          items: [{ product_id: product.id, product_name: "Late", quantity: 2, unit_price: 20 }],
-          shipping_address: { street: "1 Test Street", city: "Ottawa", postal_code: "K1A 0B1" },
-          card_token: "tok_visa",
-        }),
-        "orders",
-      );
+      await store(h, correlation_id, "saga-watchdog", emit("CheckoutTimedOut", { order_id, undo_from: "charge_payment" }));
+      const [initiatedEvent] = await store(h, correlation_id, "orders", initiated(order_id, product.id));
       committed();
       // the warehouse handles the message (its inbox has it) and takes no step
       const deadline = Date.now() + 15_000;
       let handled = 0;
       while (handled === 0 && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 50));
-        const { rows } = await h.pool.query("SELECT count(*)::int AS n FROM messaging.inbox WHERE consumer LIKE 'warehouse:%' AND message_id = $1", [initiated.event_id]);
+        const { rows } = await h.pool.query("SELECT count(*)::int AS n FROM messaging.inbox WHERE consumer LIKE 'warehouse:%' AND message_id = $1", [initiatedEvent.event_id]);
         handled = rows[0].n;
       }
       expect(handled).toBe(1);
@@ -115,23 +119,7 @@ describe("an orchestrated checkout whose first message was lost", () => {
     try {
       const correlation_id = `checkout_${randomUUID().slice(0, 16)}`;
       const order_id = "order_990002";
-      await withTransaction(h.pool, (tx) =>
-        h.system.store.append(tx, [
-          h.system.envelopes.create(
-            emit("OrderInitiated", {
-              order_id,
-              customer_id: 456,
-              cart_id: null,
-              total_amount: 20,
-              currency: "CAD",
-              items: [{ product_id: 101, product_name: "Lost", quantity: 1, unit_price: 20 }],
-              shipping_address: { street: "1 Test Street", city: "Ottawa", postal_code: "K1A 0B1" },
-              card_token: "tok_visa",
-            }),
-            { correlation_id, service_name: "orders" },
-          ) as AnyNewMessage,
-        ]),
-      );
+      await store(h, correlation_id, "orders", initiated(order_id, 101));
       const deadline = Date.now() + 15_000;
       let types: string[] = [];
       while (!types.includes("ReserveStock") && Date.now() < deadline) {
