@@ -43,10 +43,9 @@ export function parsePreferWait(header: string | undefined): number | undefined 
  * The REST gateway: the seed's routes, problem+json errors, API keys, a rate limit,
  * idempotency keys and `Prefer: wait=N` (answer when the saga ends, within N seconds).
  */
-
 export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema {
   const { config } = deps;
-  const waiters = new Map<string, Set<(s: Settled) => void>>();
+  const waiters = new Map<string, Set<(view: Settled) => void>>();
 
   function settled(orderId: string, ms: number, svc: Service): Promise<OrderView | null> {
     return new Promise((resolve) => {
@@ -65,7 +64,7 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
           .then((v) => (v.status !== "pending" ? finish(v) : undefined))
           .catch(() => undefined);
       // the broadcast carries the view just written: the answer, with no read of the read model
-      const onSettled = (s: Settled) => finish(s.view);
+      const onSettled = (view: Settled) => finish(view);
       const set = waiters.get(orderId) ?? new Set();
       set.add(onSettled);
       waiters.set(orderId, set);

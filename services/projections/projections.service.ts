@@ -14,12 +14,7 @@ import { observeSagaDuration } from "../../observability/metrics.js";
 export const SETTLED_EVENT = "checkout.settled";
 
 /** The order's view as the projection has just written it: a waiting request answers with it, without reading it back. */
-export interface Settled {
-  order_id: string;
-  correlation_id: string;
-  status: string;
-  view: OrderView;
-}
+export type Settled = OrderView;
 
 /**
  * CQRS query side: follows the event store in position order and keeps the order views, the
@@ -48,8 +43,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
     const settled = await projectBatch(readModel, events, upTo, lookupUsers(svc));
     for (const view of settled) {
       observeSagaDuration(svc.broker, view.saga_mode ?? "unknown", view.status, (view.saga_duration_ms ?? 0) / 1000);
-      const s: Settled = { order_id: view.order_id, correlation_id: view.correlation_id, status: view.status, view };
-      svc.broker.broadcast(SETTLED_EVENT, s);
+      svc.broker.broadcast(SETTLED_EVENT, view satisfies Settled);
     }
   }
 
