@@ -176,7 +176,7 @@ function readModelContract(backend: Backend): void {
   });
 
   /** Projects `events` as the follower does, in one batch. */
-  const project = (events: StoredEvent[]) => projectBatch(store, events, lastPosition(events), lookupUsers);
+  const project = async (events: StoredEvent[]) => (await projectBatch(store, events, lastPosition(events), lookupUsers)).settled;
 
   it("keeps the order view with its timeline, by order id and by correlation id", async () => {
     const events = log.checkout({ order: 1, start: 0, duration: 140, outcome: "confirmed" });
@@ -272,7 +272,7 @@ function readModelContract(backend: Backend): void {
     const once = await store.order("order_31");
 
     // the same batch again (a redelivery, or a restart before the checkpoint moved)
-    expect(await projectBatch(store, head, lastPosition(head), lookupUsers)).toEqual([]);
+    expect((await projectBatch(store, head, lastPosition(head), lookupUsers)).settled).toEqual([]);
     expect(await store.order("order_31")).toEqual(once);
 
     // a batch overlapping what is already folded in (a crash between views and checkpoint)
@@ -315,6 +315,19 @@ function readModelContract(backend: Backend): void {
     // an event at or below the view's position is not folded in again
     await projectBatch(store, events.slice(2, 4), events[3].position, lookupUsers);
     expect(await store.order("order_41")).toEqual(newest.view);
+  });
+
+  it("leaves the checkpoint where it was after a batch that changes no view, unless told to write it", async () => {
+    const events = log.checkout({ order: 45, start: 0, outcome: "pending" });
+    await project(events);
+    const view = await store.order("order_45");
+    const command = log.event("ProcessPayment", { order_id: "order_45", customer_id: 456, amount: 199.99, currency: "CAD", card_token: "tok_visa" }, "checkout_45", 50, "orchestrated");
+
+    expect(await projectBatch(store, [command], command.position, lookupUsers, { checkpointAlone: false })).toEqual({ settled: [], checkpointed: false });
+    expect(await store.checkpoint()).toBe(lastPosition(events));
+    expect(await projectBatch(store, [command], command.position, lookupUsers, { checkpointAlone: true })).toEqual({ settled: [], checkpointed: true });
+    expect(await store.checkpoint()).toBe(command.position);
+    expect(await store.order("order_45")).toEqual(view);
   });
 
   it("rebuilds from the events to the same views and statistics", async () => {

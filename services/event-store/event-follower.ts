@@ -3,6 +3,7 @@ import type { LoggerInstance } from "moleculer";
 import type { PgEventStore, StoredEvent } from "./pg-event-store.js";
 import { ownListeners, type Database } from "../shared/database.js";
 import { onCommitted } from "../shared/signals.js";
+import { sharedReads, type SharedReads } from "./shared-reads.js";
 
 export interface FollowerOptions {
   name: string;
@@ -24,7 +25,8 @@ const HELD_BACK_MAX_MS = 16;
 
 /**
  * Follows the event store from a checkpoint: reads gap-free batches, hands them on, sleeps until
- * woken by a local commit, a PostgreSQL NOTIFY or the poll timer.
+ * woken by a local commit, a PostgreSQL NOTIFY or the poll timer. The followers of one process
+ * share their reads (`SharedReads`).
  */
 export class EventFollower {
   private running = false;
@@ -35,9 +37,15 @@ export class EventFollower {
   private listenerPid: number | undefined;
   private lockClient: pg.PoolClient | null = null;
   private unsubscribe: (() => void) | null = null;
+  private readonly reads: SharedReads;
+  /** When this follower last got a reason to read: a read it takes must have started after. */
+  private wokenAt: number;
   position = 0;
 
-  constructor(private readonly opts: FollowerOptions) {}
+  constructor(private readonly opts: FollowerOptions) {
+    this.reads = sharedReads(opts.store);
+    this.wokenAt = this.reads.stamp();
+  }
 
   async start(): Promise<void> {
     this.running = true;
@@ -61,6 +69,7 @@ export class EventFollower {
 
   wake(): void {
     this.pending = true;
+    this.wokenAt = this.reads.stamp();
     this.wakeUp?.();
   }
 
@@ -94,7 +103,10 @@ export class EventFollower {
   private sleep(ms: number): Promise<void> {
     if (this.pending) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(() => {
+        this.wokenAt = this.reads.stamp(); // a poll: a read from before it will not do
+        done();
+      }, ms);
       function done() {
         clearTimeout(timer);
         resolve();
@@ -121,7 +133,7 @@ export class EventFollower {
           loaded = true;
         }
         this.pending = false;
-        const { events, heldBack: waiting } = await this.opts.store.follow(this.position, batchSize);
+        const { events, heldBack: waiting, more } = await this.reads.follow(this.position, batchSize, this.wokenAt);
         // committed events behind a transaction still running: look again soon, not at the next poll
         heldBack = waiting ? heldBack + 1 : 0;
         if (events.length === 0) {
@@ -132,8 +144,12 @@ export class EventFollower {
         await this.opts.handle(events, upTo);
         this.position = upTo;
         failures = 0;
-        // a full batch may have more behind it; after a short one, a commit since wakes us anyway
-        if (events.length === batchSize || heldBack > 0) this.pending = true;
+        // A full batch may have more behind it, and held-back events come soon: read on. After a
+        // short batch, sleep: the read saw every commit signalled before it, and a commit since
+        // has set `pending`, so the sleep ends at once (reading on regardless cost every follower
+        // one empty read per commit)
+        if (!more && heldBack === 0) await this.sleep(this.opts.pollMs);
+        else this.wokenAt = this.reads.stamp();
       } catch (err) {
         if (!this.running) break;
         failures++;

@@ -47,7 +47,11 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
   const { config } = deps;
   const waiters = new Map<string, Set<(view: Settled) => void>>();
 
-  function settled(orderId: string, ms: number, svc: Service): Promise<OrderView | null> {
+  /**
+   * The order's view once its saga has ended, or null after `ms`. `replayed`: an idempotent replay,
+   * whose order may have ended before we listened, so the read model is looked at once at once.
+   */
+  function settled(orderId: string, ms: number, svc: Service, replayed: boolean): Promise<OrderView | null> {
     return new Promise((resolve) => {
       let done = false;
       const finish = (view: OrderView | null) => {
@@ -68,11 +72,12 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
       const set = waiters.get(orderId) ?? new Set();
       set.add(onSettled);
       waiters.set(orderId, set);
-      // the broadcast answers at once; the first check finds an order settled before we listened
-      // (an idempotent replay), the poll a broadcast lost between processes
+      // the broadcast answers at once; the first check finds a replayed order settled before we
+      // listened (a new one cannot be: its saga has only just begun), the poll a broadcast lost
+      // between processes
       const poll = setInterval(check, POLL_MS);
       const timer = setTimeout(() => finish(null), ms);
-      void check();
+      if (replayed) void check();
     });
   }
 
@@ -274,7 +279,7 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
       return accepted;
     }
     headers["Preference-Applied"] = `wait=${wait}`;
-    const view = await settled(accepted.order_id, wait * 1000, svc);
+    const view = await settled(accepted.order_id, wait * 1000, svc, accepted.replayed === true);
     ctx.meta.$responseHeaders = headers;
     if (!view) {
       ctx.meta.$statusCode = 202;

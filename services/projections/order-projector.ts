@@ -12,14 +12,20 @@ const orderIdOf = (e: StoredEvent): string | undefined => (e.data as { order_id?
  * Folds one batch of stored events, in position order, into the order views and stores them
  * with `upTo` as the checkpoint. An event at or below a view's position is already in it and is
  * skipped, so a batch handled twice (a crash between views and checkpoint, a second follower)
- * changes nothing. Returns the views that reached a terminal state in this batch.
+ * changes nothing. Returns the views that reached a terminal state in this batch, and whether
+ * the checkpoint was written.
+ *
+ * A batch that changes no view (only commands, say) writes its checkpoint only when
+ * `checkpointAlone` says so: a checkpoint left behind costs a restart a few events read again,
+ * which the views' positions make harmless, and writing it costs a commit per batch.
  */
 export async function projectBatch(
   store: ReadModelStore,
   events: readonly StoredEvent[],
   upTo: number,
   lookupUsers: UserLookup,
-): Promise<OrderView[]> {
+  { checkpointAlone = true }: { checkpointAlone?: boolean } = {},
+): Promise<{ settled: OrderView[]; checkpointed: boolean }> {
   const relevant = events.filter((e) => !isCommandType(e.event_type) && orderIdOf(e));
   const views = await store.views([...new Set(relevant.map((e) => orderIdOf(e)!))]);
   const newUsers = relevant.flatMap((e) => (e.event_type === "OrderInitiated" && !views.has(e.data.order_id) ? [e.data.customer_id] : []));
@@ -38,6 +44,7 @@ export async function projectBatch(
     changed.set(id, next);
     if (isTerminal(after) && !(current && isTerminal(current.view))) settled.push(after);
   }
-  await store.apply([...changed.values()], upTo);
-  return settled;
+  const checkpointed = changed.size > 0 || checkpointAlone;
+  if (checkpointed) await store.apply([...changed.values()], upTo);
+  return { settled, checkpointed };
 }

@@ -16,6 +16,9 @@ export const SETTLED_EVENT = "checkout.settled";
 /** The order's view as the projection has just written it: a waiting request answers with it, without reading it back. */
 export type Settled = OrderView;
 
+/** A batch that changes no view writes the checkpoint at most this often (see projectBatch). */
+const CHECKPOINT_MS = 1_000;
+
 /**
  * CQRS query side: follows the event store in position order and keeps the order views, the
  * per-user lists and the statistics in `readModel` (chosen in services/system.ts). Views and
@@ -24,6 +27,9 @@ export type Settled = OrderView;
  */
 export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore): ServiceSchema {
   let follower: EventFollower | undefined;
+  /** When the checkpoint was last written, and the position it lags behind at (a batch that changed no view). */
+  let savedAt = 0;
+  let unsaved: number | undefined;
 
   function lookupUsers(svc: Service): UserLookup {
     return async (ids) => {
@@ -40,7 +46,13 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
   }
 
   async function project(svc: Service, events: StoredEvent[], upTo: number): Promise<void> {
-    const settled = await projectBatch(readModel, events, upTo, lookupUsers(svc));
+    const { settled, checkpointed } = await projectBatch(readModel, events, upTo, lookupUsers(svc), {
+      checkpointAlone: Date.now() - savedAt >= CHECKPOINT_MS,
+    });
+    if (checkpointed) {
+      savedAt = Date.now();
+      unsaved = undefined;
+    } else unsaved = upTo;
     for (const view of settled) {
       observeSagaDuration(svc.broker, view.saga_mode ?? "unknown", view.status, (view.saga_duration_ms ?? 0) / 1000);
       svc.broker.broadcast(SETTLED_EVENT, view satisfies Settled);
@@ -120,6 +132,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
       rebuild: {
         async handler(this: Service) {
           await follower?.stop();
+          unsaved = undefined; // a position of the views being thrown away
           await readModel.reset();
           await startFollower(this);
           return { rebuilding: true };
@@ -133,6 +146,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
     },
     async stopped() {
       await follower?.stop();
+      if (unsaved !== undefined) await readModel.apply([], unsaved).catch(() => undefined);
       await readModel.close();
     },
   };
