@@ -19,17 +19,27 @@ export function paymentHandlers(faults: FaultConfig): ParticipantHandlers<"payme
         if (faults.paymentLatencyMs > 0) await sleep(faults.paymentLatencyMs);
       },
       async handle(cmd, { tx }) {
-        const existing = await tx.query("SELECT status FROM payments.payments WHERE order_id = $1 FOR UPDATE", [
-          cmd.order_id,
-        ]);
-        if (existing.rowCount) return [];
+        // the decision is the same for every copy of the command; the row decides whether this
+        // copy makes it: an order that has one (captured, failed, or voided by an earlier
+        // refund) is left as it is
         const outcome = decideCharge(cmd, faults);
-        if (outcome.kind === "failed") {
-          await tx.query(
-            `INSERT INTO payments.payments (order_id, customer_id, amount, currency, status, error_code)
-             VALUES ($1, $2, $3, $4, 'failed', $5)`,
-            [cmd.order_id, cmd.customer_id, cmd.amount, cmd.currency, outcome.error_code],
-          );
+        const failed = outcome.kind === "failed";
+        const { rowCount } = await tx.query(
+          `INSERT INTO payments.payments (order_id, payment_id, customer_id, amount, currency, status, transaction_id, error_code)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING`,
+          [
+            cmd.order_id,
+            failed ? null : outcome.payment_id,
+            cmd.customer_id,
+            cmd.amount,
+            cmd.currency,
+            failed ? "failed" : "captured",
+            failed ? null : outcome.transaction_id,
+            failed ? outcome.error_code : null,
+          ],
+        );
+        if (!rowCount) return [];
+        if (failed) {
           return [
             emit("PaymentFailed", {
               order_id: cmd.order_id,
@@ -39,11 +49,6 @@ export function paymentHandlers(faults: FaultConfig): ParticipantHandlers<"payme
             }),
           ];
         }
-        await tx.query(
-          `INSERT INTO payments.payments (order_id, payment_id, customer_id, amount, currency, status, transaction_id)
-           VALUES ($1, $2, $3, $4, $5, 'captured', $6)`,
-          [cmd.order_id, outcome.payment_id, cmd.customer_id, cmd.amount, cmd.currency, outcome.transaction_id],
-        );
         return [
           emit("PaymentProcessed", {
             order_id: cmd.order_id,

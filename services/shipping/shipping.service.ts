@@ -9,21 +9,22 @@ export function shippingHandlers(faults: FaultConfig): ParticipantHandlers<"ship
   return {
     ScheduleShipment: {
       async handle(cmd, { tx }) {
-        const existing = await tx.query("SELECT 1 FROM shipping.shipments WHERE order_id = $1 FOR UPDATE", [cmd.order_id]);
-        if (existing.rowCount) return []; // scheduled, failed or cancelled already
         const outcome = decideShipment(cmd, faults, new Date());
-        if (outcome.kind === "failed") {
-          await tx.query(
-            "INSERT INTO shipping.shipments (order_id, status, postal_code) VALUES ($1, 'failed', $2)",
-            [cmd.order_id, cmd.shipping_address.postal_code],
-          );
-          return [emit("ShipmentFailed", { order_id: cmd.order_id, reason: outcome.reason })];
-        }
-        await tx.query(
+        const failed = outcome.kind === "failed";
+        const { rowCount } = await tx.query(
           `INSERT INTO shipping.shipments (order_id, shipment_id, status, carrier, estimated_delivery, postal_code)
-           VALUES ($1, $2, 'scheduled', $3, $4, $5)`,
-          [cmd.order_id, outcome.shipment_id, outcome.carrier, outcome.estimated_delivery, cmd.shipping_address.postal_code],
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING`,
+          [
+            cmd.order_id,
+            failed ? null : outcome.shipment_id,
+            failed ? "failed" : "scheduled",
+            failed ? null : outcome.carrier,
+            failed ? null : outcome.estimated_delivery,
+            cmd.shipping_address.postal_code,
+          ],
         );
+        if (!rowCount) return []; // scheduled, failed or cancelled already
+        if (failed) return [emit("ShipmentFailed", { order_id: cmd.order_id, reason: outcome.reason })];
         return [
           emit("ShipmentScheduled", {
             order_id: cmd.order_id,

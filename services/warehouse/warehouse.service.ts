@@ -17,18 +17,26 @@ interface Line {
  * so a failed reservation never holds stock.
  */
 async function reserve(tx: Tx, orderId: string, items: Line[]): Promise<AnyEmit[]> {
-  const closed = await tx.query("SELECT 1 FROM warehouse.closed_orders WHERE order_id = $1", [orderId]);
-  if (closed.rowCount) return []; // released after a timeout: never reserve again
-  const held = await tx.query("SELECT 1 FROM warehouse.reservations WHERE order_id = $1", [orderId]);
-  if (held.rowCount) return []; // already reserved by an earlier copy of this request
+  const { rows: seen } = await tx.query(
+    `SELECT EXISTS (SELECT 1 FROM warehouse.closed_orders WHERE order_id = $1) AS closed,
+            EXISTS (SELECT 1 FROM warehouse.reservations WHERE order_id = $1) AS held`,
+    [orderId],
+  );
+  if (seen[0].closed) return []; // released after a timeout: never reserve again
+  if (seen[0].held) return []; // already reserved by an earlier copy of this request
   const lines = [...items].sort((a, b) => a.product_id - b.product_id);
   const events: AnyEmit[] = [];
   const reserved: Line[] = [];
   for (const [i, line] of lines.entries()) {
+    // the line's stock and its reservation in one statement: no row back, no stock
     const { rows } = await tx.query(
-      `UPDATE warehouse.stock SET available = available - $2, reserved = reserved + $2
-        WHERE product_id = $1 AND available >= $2 RETURNING available`,
-      [line.product_id, line.quantity],
+      `WITH taken AS (
+         UPDATE warehouse.stock SET available = available - $2, reserved = reserved + $2
+          WHERE product_id = $1 AND available >= $2 RETURNING product_id
+       )
+       INSERT INTO warehouse.reservations (order_id, product_id, quantity, status)
+       SELECT $3, product_id, $2, 'reserved' FROM taken RETURNING product_id`,
+      [line.product_id, line.quantity, orderId],
     );
     if (rows.length === 0) {
       const stock = await tx.query("SELECT available FROM warehouse.stock WHERE product_id = $1", [line.product_id]);
@@ -43,10 +51,6 @@ async function reserve(tx: Tx, orderId: string, items: Line[]): Promise<AnyEmit[
       if (reserved.length > 0) events.push(...(await release(tx, orderId, "stock_unavailable")));
       return events;
     }
-    await tx.query(
-      "INSERT INTO warehouse.reservations (order_id, product_id, quantity, status) VALUES ($1, $2, $3, 'reserved')",
-      [orderId, line.product_id, line.quantity],
-    );
     reserved.push(line);
     events.push(
       emit("StockReserved", {
