@@ -4,12 +4,14 @@ import { NotFound } from "../shared/errors.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { replay } from "./aggregate-replay.js";
 import { EventFollower } from "./event-follower.js";
+import { CheckpointPace } from "./checkpoint-pace.js";
 import { relayPublisher, type RelayPublisher } from "./relay-publisher.js";
 import type { StoredEvent } from "./pg-event-store.js";
 import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
 
 const RELAY = "relay";
 const RELAY_LOCK = ADVISORY_LOCKS.relayLeader;
+/** The relay's checkpoint is written at most this often (a restart publishes at most that much again). */
 const RELAY_CHECKPOINT_MS = 200;
 
 const envelopeOf = ({ position: _, ...envelope }: StoredEvent): AnyEnvelope => envelope as AnyEnvelope;
@@ -29,8 +31,7 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
   const { store, db } = deps;
   let relay: EventFollower | undefined;
   let publisher: RelayPublisher | undefined;
-  let savedAt = 0;
-  let unsaved: number | undefined;
+  const pace = new CheckpointPace(RELAY_CHECKPOINT_MS);
 
   return {
     name: "event-store",
@@ -125,21 +126,16 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
           // by one transaction (several StockReserved lines, say), or went out once already (a
           // replay after a crash before the checkpoint), since each is caused by a published one
           await out.publish(events.map(envelopeOf));
-          // The checkpoint is written at most every RELAY_CHECKPOINT_MS, not after every batch: a
-          // restart then sends at most that much again (consumers' inboxes absorb it), and a
-          // busy relay saves a commit per batch.
-          if (Date.now() - savedAt >= RELAY_CHECKPOINT_MS) {
-            await store.saveCheckpoint(RELAY, upTo);
-            savedAt = Date.now();
-            unsaved = undefined;
-          } else unsaved = upTo;
+          const due = pace.due;
+          if (due) await store.saveCheckpoint(RELAY, upTo);
+          pace.handled(upTo, due);
         },
       });
       await relay.start();
     },
     async stopped() {
       await relay?.stop();
-      if (unsaved !== undefined) await store.saveCheckpoint(RELAY, unsaved).catch(() => undefined);
+      if (pace.lagging !== undefined) await store.saveCheckpoint(RELAY, pace.lagging).catch(() => undefined);
       await publisher?.close();
     },
   };

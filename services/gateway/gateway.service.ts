@@ -49,7 +49,7 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
 
   /**
    * The order's view once its saga has ended, or null after `ms`. `replayed`: an idempotent replay,
-   * whose order may have ended before we listened, so the read model is looked at once at once.
+   * whose order may have ended before we listened, so the read model is looked at right away.
    */
   function settled(orderId: string, ms: number, svc: Service, replayed: boolean): Promise<OrderView | null> {
     return new Promise((resolve) => {

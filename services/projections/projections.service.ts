@@ -2,6 +2,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { NotFound } from "../shared/errors.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { EventFollower } from "../event-store/event-follower.js";
+import { CheckpointPace } from "../event-store/checkpoint-pace.js";
 import type { StoredEvent } from "../event-store/pg-event-store.js";
 import type { OrderView, UserInfo } from "./order-projection.js";
 import { projectBatch, type UserLookup } from "./order-projector.js";
@@ -27,9 +28,8 @@ const CHECKPOINT_MS = 1_000;
  */
 export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore): ServiceSchema {
   let follower: EventFollower | undefined;
-  /** When the checkpoint was last written, and the position it lags behind at (a batch that changed no view). */
-  let savedAt = 0;
-  let unsaved: number | undefined;
+  /** A batch that changes no view writes the checkpoint only when this says it is due. */
+  let pace = new CheckpointPace(CHECKPOINT_MS);
 
   function lookupUsers(svc: Service): UserLookup {
     return async (ids) => {
@@ -46,13 +46,8 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
   }
 
   async function project(svc: Service, events: StoredEvent[], upTo: number): Promise<void> {
-    const { settled, checkpointed } = await projectBatch(readModel, events, upTo, lookupUsers(svc), {
-      checkpointAlone: Date.now() - savedAt >= CHECKPOINT_MS,
-    });
-    if (checkpointed) {
-      savedAt = Date.now();
-      unsaved = undefined;
-    } else unsaved = upTo;
+    const { settled, checkpointed } = await projectBatch(readModel, events, upTo, lookupUsers(svc), { checkpointAlone: pace.due });
+    pace.handled(upTo, checkpointed);
     for (const view of settled) {
       observeSagaDuration(svc.broker, view.saga_mode ?? "unknown", view.status, (view.saga_duration_ms ?? 0) / 1000);
       svc.broker.broadcast(SETTLED_EVENT, view satisfies Settled);
@@ -132,7 +127,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
       rebuild: {
         async handler(this: Service) {
           await follower?.stop();
-          unsaved = undefined; // a position of the views being thrown away
+          pace = new CheckpointPace(CHECKPOINT_MS); // forgets a position of the views being thrown away
           await readModel.reset();
           await startFollower(this);
           return { rebuilding: true };
@@ -146,7 +141,7 @@ export function projectionsService(deps: ServiceDeps, readModel: ReadModelStore)
     },
     async stopped() {
       await follower?.stop();
-      if (unsaved !== undefined) await readModel.apply([], unsaved).catch(() => undefined);
+      if (pace.lagging !== undefined) await readModel.apply([], pace.lagging).catch(() => undefined);
       await readModel.close();
     },
   };
