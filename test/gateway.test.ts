@@ -221,3 +221,27 @@ describe("gateway with API keys and a rate limit", () => {
     expect(r.json.services).toContain("saga-watchdog");
   });
 });
+
+describe("gateway while a service it needs is not running", () => {
+  let h: CheckoutHarness;
+
+  beforeAll(async () => {
+    // every service but users: as a process of one process per service sees the system before
+    // the users process has joined
+    const services = "event-store,products,carts,orders,warehouse,payments,shipping,notifications,projections,saga-watchdog,gateway";
+    h = await CheckoutHarness.start({ mode: "choreographed", env: { SERVICES: services } });
+  });
+  afterAll(async () => {
+    await h?.stop();
+  });
+
+  it("answers 503 to retry, not 422 'user does not exist', and writes nothing", async () => {
+    const r = await post(h.baseUrl, "/cqrs/commands/orders", JSON.stringify({ user_id: 456, product_id: 101, quantity: 1 }));
+    expect(r.status).toBe(503);
+    expect(r.type).toContain("application/problem+json");
+    expect(r.json.detail).toMatch(/not running; try again/);
+    expect(await h.eventCount()).toBe(0);
+    const cart = await post(h.baseUrl, "/api/v1/carts", JSON.stringify({ user_id: 456 }));
+    expect(cart.status).toBe(503);
+  });
+});

@@ -1,7 +1,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { z } from "zod";
 import { withTransaction } from "../shared/database.js";
-import { Conflict, NotFound, UnprocessableEntity } from "../shared/errors.js";
+import { Conflict, isNotFound, NotFound, UnprocessableEntity } from "../shared/errors.js";
 import { cardToken, dbId, MAX_QUANTITY, quantity, shippingAddress } from "../shared/request-fields.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import type { CreateOrderParams, OrderAccepted } from "../orders/orders.service.js";
@@ -49,7 +49,7 @@ export function cartsService(deps: ServiceDeps): ServiceSchema {
         async handler(ctx: Context<{ body: unknown }>): Promise<Cart> {
           const { user_id } = parse(newCart, ctx.params.body);
           await ctx.call("users.get", { id: user_id }).catch((err) => {
-            throw err?.code === 404 ? new UnprocessableEntity(`user_id: user ${user_id} does not exist`, [{ field: "user_id", message: "does not exist" }]) : err;
+            throw isNotFound(err) ? new UnprocessableEntity(`user_id: user ${user_id} does not exist`, [{ field: "user_id", message: "does not exist" }]) : err;
           });
           const { rows } = await pool.query(
             `INSERT INTO carts.carts (cart_id, user_id) VALUES ('cart_' || nextval('carts.cart_seq'), $1)
@@ -67,7 +67,7 @@ export function cartsService(deps: ServiceDeps): ServiceSchema {
         async handler(ctx: Context<{ cart_id: string; body: unknown }>): Promise<Cart> {
           const line = parse(addItem, ctx.params.body);
           await ctx.call("products.get", { id: line.product_id }).catch((err) => {
-            throw err?.code === 404 ? new UnprocessableEntity(`product_id: product ${line.product_id} does not exist`, [{ field: "product_id", message: "does not exist" }]) : err;
+            throw isNotFound(err) ? new UnprocessableEntity(`product_id: product ${line.product_id} does not exist`, [{ field: "product_id", message: "does not exist" }]) : err;
           });
           return withTransaction(pool, async (tx) => {
             const { rows } = await tx.query("SELECT items, status FROM carts.carts WHERE cart_id = $1 FOR UPDATE", [ctx.params.cart_id]);

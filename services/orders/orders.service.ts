@@ -4,7 +4,7 @@ import { z } from "zod";
 import { emit, type DataOf } from "../shared/catalogue.js";
 import { inCheckout } from "../../observability/tracing.js";
 import { withTransaction } from "../shared/database.js";
-import { UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
+import { isNotFound, UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import { canonicalJson, cardToken, dbId, MAX_QUANTITY, orderLines, quantity, shippingAddress } from "../shared/request-fields.js";
 import type { ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
@@ -103,7 +103,7 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
     );
     const [user, products] = await Promise.all([
       ctx.call<User, { id: number }>("users.get", { id: req.user_id }).catch((err) => {
-        if (err?.code === 404) return null;
+        if (isNotFound(err)) return null;
         throw err;
       }),
       ctx.call<Product[], { ids: number[] }>("products.many", { ids: [...wanted.keys()] }),

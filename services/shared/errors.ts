@@ -7,6 +7,16 @@ export class NotFound extends Errors.MoleculerClientError {
   }
 }
 
+/**
+ * Whether a call failed because the thing asked for does not exist (a service's `NotFound`).
+ * Moleculer's own "no service runs this action" (ServiceNotFoundError) has the same code, 404,
+ * but means "try again shortly", not "no such user".
+ */
+export function isNotFound(err: unknown): boolean {
+  const e = err as { code?: unknown; type?: unknown } | null | undefined;
+  return e?.code === 404 && e.type === "NOT_FOUND";
+}
+
 export interface FieldIssue {
   field: string;
   message: string;
