@@ -1,13 +1,15 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
-import { emit, type DataOf } from "../shared/catalogue.js";
-import { inCheckout } from "../../observability/tracing.js";
+import { emit, type AnyNewMessage, type DataOf } from "../shared/catalogue.js";
+import { Batcher, BatchFailed } from "../shared/batcher.js";
+import { inCheckout, inCurrentTrace } from "../../observability/tracing.js";
 import { withTransaction } from "../shared/database.js";
 import { isNotFound, UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import { canonicalJson, cardToken, dbId, MAX_QUANTITY, orderLines, quantity, shippingAddress } from "../shared/request-fields.js";
 import type { ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
+import { MAX_BATCH } from "../shared/messaging.js";
 import { committed } from "../shared/signals.js";
 import type { Product } from "../products/products.service.js";
 import type { User } from "../users/users.service.js";
@@ -93,6 +95,22 @@ export const orderHandlers: ParticipantHandlers<"orders"> = {
   },
 };
 
+/** One checkout on its way into the orders table and the event store. */
+interface Placement {
+  key?: string;
+  /** The request's fingerprint, stored with its key. */
+  print: string;
+  correlation_id: string;
+  customer_id: number;
+  total: number;
+  currency: string;
+  /** Its answer and its OrderInitiated, once its order id is drawn. */
+  build(order_id: string): { accepted: OrderAccepted; message: AnyNewMessage };
+}
+
+/** What a placement answers: the accepted order (or the first answer of its key), or an error. */
+type PlacementOutcome = { answer: OrderAccepted & { replayed?: boolean } } | { error: unknown };
+
 export function ordersService(deps: ServiceDeps): ServiceSchema {
   const { pool } = deps.db;
   const { store, config, envelopes } = deps;
@@ -127,6 +145,76 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
     return { user, items, total, currency: products[0].currency };
   }
 
+  /**
+   * Places the checkouts of a batch in one transaction: their order ids in one statement, their
+   * idempotency keys claimed in one, their orders and OrderInitiated events written in one each.
+   * A key is claimed before any work: a concurrent request with the same key (in this batch, or
+   * in another transaction) finds it taken and gets the first answer, and nothing of its own is
+   * written. Each placement gets its own outcome: one whose key was used with another body is
+   * refused without failing the others.
+   */
+  async function placeBatch(batch: readonly Placement[]): Promise<PlacementOutcome[]> {
+    const outcomes = await withTransaction(pool, async (tx) => {
+      const seq = await tx.query("SELECT nextval('orders.order_seq') AS n FROM generate_series(1, $1::int)", [batch.length]);
+      const built = batch.map((p, i) => p.build(`order_${seq.rows[i].n}`));
+      const stored = built.map((b, i) => ({ ...b.accepted, fingerprint: batch[i]!.print }));
+      const outcomes: (PlacementOutcome | undefined)[] = batch.map(() => undefined);
+      const keyed = batch.flatMap((p, i) => (p.key ? [i] : []));
+      if (keyed.length > 0) {
+        const claim = await tx.query(
+          `INSERT INTO orders.idempotency_keys (key, order_id, response)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[]) ON CONFLICT (key) DO NOTHING RETURNING key`,
+          [keyed.map((i) => batch[i]!.key), keyed.map((i) => built[i]!.accepted.order_id), keyed.map((i) => JSON.stringify(stored[i]))],
+        );
+        const claimed = new Set(claim.rows.map((r) => r.key as string));
+        // the first answer of every key: claimed now (by the first of this batch to give it), or before
+        const first = new Map<string, OrderAccepted & { fingerprint: string }>();
+        const taken: number[] = [];
+        for (const i of keyed) {
+          const key = batch[i]!.key!;
+          if (claimed.delete(key)) first.set(key, stored[i]!);
+          else taken.push(i);
+        }
+        const earlier = [...new Set(taken.map((i) => batch[i]!.key!))].filter((k) => !first.has(k));
+        if (earlier.length > 0) {
+          const { rows } = await tx.query("SELECT key, response FROM orders.idempotency_keys WHERE key = ANY($1::text[])", [earlier]);
+          for (const r of rows) first.set(r.key as string, r.response);
+        }
+        for (const i of taken) {
+          try {
+            outcomes[i] = { answer: replay(first.get(batch[i]!.key!)!, batch[i]!.print) };
+          } catch (error) {
+            outcomes[i] = { error };
+          }
+        }
+      }
+      const fresh = batch.flatMap((_, i) => (outcomes[i] ? [] : [i]));
+      if (fresh.length > 0) {
+        await tx.query(
+          `INSERT INTO orders.orders (order_id, correlation_id, customer_id, status, total_amount, currency)
+           SELECT o, c, u, 'pending', t, cur FROM unnest($1::text[], $2::text[], $3::int[], $4::numeric[], $5::text[]) AS x(o, c, u, t, cur)`,
+          [
+            fresh.map((i) => built[i]!.accepted.order_id),
+            fresh.map((i) => batch[i]!.correlation_id),
+            fresh.map((i) => batch[i]!.customer_id),
+            fresh.map((i) => batch[i]!.total),
+            fresh.map((i) => batch[i]!.currency),
+          ],
+        );
+        await store.append(
+          tx,
+          fresh.map((i) => built[i]!.message),
+        );
+        for (const i of fresh) outcomes[i] = { answer: built[i]!.accepted };
+      }
+      return outcomes as PlacementOutcome[];
+    });
+    committed();
+    return outcomes;
+  }
+  // the checkouts that arrive while a placement's transaction runs go together into the next one
+  const placements = new Batcher(placeBatch, MAX_BATCH);
+
   return {
     name: "orders",
     mixins: [deps.drive("orders", orderHandlers) as ServiceSchema],
@@ -154,63 +242,56 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
           // the lookups in other services are already part of this checkout's trace
           const { user, items, total, currency } = await inCheckout(correlation_id, ctx.meta as { correlation_id?: string }, () => resolve(ctx, req));
 
-          const result = await withTransaction(pool, async (tx) => {
-            const seq = await tx.query("SELECT nextval('orders.order_seq') AS n");
-            const order_id = `order_${seq.rows[0].n}`;
-            const accepted: OrderAccepted = {
-              order_id,
-              correlation_id,
-              status: "pending",
-              links: {
-                self: `/cqrs/queries/orders/${order_id}`,
-                saga: `/sagas/${correlation_id}`,
-                events: `/event-store/api/v1/events/correlation/${correlation_id}`,
-              },
-            };
-            if (idempotency_key) {
-              // The key is claimed before any work: a concurrent request with the same key waits
-              // here on the unique index until this transaction ends, then finds the key taken
-              // and answers with the first answer.
-              const claim = await tx.query(
-                "INSERT INTO orders.idempotency_keys (key, order_id, response) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING",
-                [idempotency_key, order_id, JSON.stringify({ ...accepted, fingerprint: print })],
-              );
-              if (!claim.rowCount) {
-                const first = await tx.query("SELECT response FROM orders.idempotency_keys WHERE key = $1", [idempotency_key]);
-                return replay(first.rows[0].response, print);
-              }
-            }
-            const data: DataOf<"OrderInitiated"> = {
-              order_id,
-              customer_id: user.id,
-              cart_id: req.cart_id ?? null,
-              total_amount: total,
-              currency,
-              items,
-              shipping_address: req.shipping_address ?? user.address,
-              card_token: req.card_token ?? "tok_visa",
-            };
-            await tx.query(
-              `INSERT INTO orders.orders (order_id, correlation_id, customer_id, status, total_amount, currency)
-               VALUES ($1, $2, $3, 'pending', $4, $5)`,
-              [order_id, correlation_id, user.id, total, currency],
-            );
-            const message = envelopes.create(
-              { type: "OrderInitiated", data },
-              {
+          const placement: Placement = {
+            key: idempotency_key,
+            print,
+            customer_id: user.id,
+            correlation_id,
+            total,
+            currency,
+            // the answer and OrderInitiated are made in this request's trace, whichever request's
+            // turn runs the batch
+            build: inCurrentTrace((order_id: string) => {
+              const accepted: OrderAccepted = {
+                order_id,
                 correlation_id,
-                service_name: "orders",
-                metadata: {
-                  ...(ctx.params.source_ip ? { source_ip: ctx.params.source_ip } : {}),
-                  ...(ctx.params.user_agent ? { user_agent: ctx.params.user_agent } : {}),
+                status: "pending",
+                links: {
+                  self: `/cqrs/queries/orders/${order_id}`,
+                  saga: `/sagas/${correlation_id}`,
+                  events: `/event-store/api/v1/events/correlation/${correlation_id}`,
                 },
-              },
-            );
-            await store.append(tx, [message]);
-            return accepted;
+              };
+              const data: DataOf<"OrderInitiated"> = {
+                order_id,
+                customer_id: user.id,
+                cart_id: req.cart_id ?? null,
+                total_amount: total,
+                currency,
+                items,
+                shipping_address: req.shipping_address ?? user.address,
+                card_token: req.card_token ?? "tok_visa",
+              };
+              const message = envelopes.create(
+                { type: "OrderInitiated", data },
+                {
+                  correlation_id,
+                  service_name: "orders",
+                  metadata: {
+                    ...(ctx.params.source_ip ? { source_ip: ctx.params.source_ip } : {}),
+                    ...(ctx.params.user_agent ? { user_agent: ctx.params.user_agent } : {}),
+                  },
+                },
+              );
+              return { accepted, message };
+            }),
+          };
+          const placed = await placements.submit(placement).catch((err) => {
+            if (err instanceof BatchFailed) return placeBatch([placement]).then((o) => o[0]!);
+            throw err;
           });
-          committed();
-          return result;
+          if ("error" in placed) throw placed.error;
+          return placed.answer;
         },
       },
       get: {

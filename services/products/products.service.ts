@@ -1,4 +1,5 @@
 import type { ServiceSchema } from "moleculer";
+import { coalescedReads } from "../shared/batcher.js";
 import { NotFound } from "../shared/errors.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 
@@ -13,6 +14,11 @@ const SELECT = "SELECT id, name, price::float8 AS price, currency FROM products.
 
 export function productsService(deps: ServiceDeps): ServiceSchema {
   const { pool } = deps.db;
+  // every checkout looks its products up once
+  const byIds = coalescedReads(async (ids: readonly number[]) => {
+    const { rows } = await pool.query(`${SELECT} WHERE id = ANY($1::int[])`, [ids]);
+    return new Map(rows.map((p: Product): [number, Product] => [p.id, p]));
+  });
   return {
     name: "products",
     actions: {
@@ -25,9 +31,9 @@ export function productsService(deps: ServiceDeps): ServiceSchema {
         params: { id: { type: "number", convert: true, integer: true, positive: true } },
         async handler(ctx): Promise<Product> {
           const { id } = ctx.params as { id: number };
-          const { rows } = await pool.query(`${SELECT} WHERE id = $1`, [id]);
-          if (rows.length === 0) throw new NotFound(`product ${id} does not exist`);
-          return rows[0];
+          const product = (await byIds([id])).get(id);
+          if (!product) throw new NotFound(`product ${id} does not exist`);
+          return product;
         },
       },
       /** The products among `ids` that exist; the caller reports the missing ones. */
@@ -35,7 +41,8 @@ export function productsService(deps: ServiceDeps): ServiceSchema {
         params: { ids: { type: "array", items: "number" } },
         async handler(ctx): Promise<Product[]> {
           const { ids } = ctx.params as { ids: number[] };
-          return (await pool.query(`${SELECT} WHERE id = ANY($1::int[]) ORDER BY id`, [ids])).rows;
+          const found = await byIds(ids);
+          return [...new Set(ids)].sort((a, b) => a - b).flatMap((id) => found.get(id) ?? []);
         },
       },
     },

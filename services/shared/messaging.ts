@@ -10,6 +10,7 @@ import type { Config } from "./config.js";
 import { withTransaction, type Tx } from "./database.js";
 import { joinCheckoutSql, type PgEventStore, type StoredEvent } from "../event-store/pg-event-store.js";
 import { committed } from "./signals.js";
+import { Batcher, BatchFailed } from "./batcher.js";
 
 /**
  * The wire, chosen by configuration in this one place: the Moleculer transporter and the
@@ -270,9 +271,6 @@ interface Batched {
   run(tx: Tx, batch: BatchScope): Promise<AnyNewMessage[]>;
 }
 
-/** A batch of several messages failed; each is tried again on its own. */
-class BatchFailed extends Error {}
-
 /** Joins the writers of every checkout of the batch, then claims every message in the inbox. */
 const CLAIM = `WITH joined AS MATERIALIZED (SELECT count(${joinCheckoutSql("c")}) AS n FROM unnest($3::text[]) AS c)
   INSERT INTO messaging.inbox (consumer, message_id)
@@ -316,50 +314,15 @@ async function handleBatch(deps: ConsumerDeps, consumer: string, items: readonly
   });
 }
 
-/**
- * Gathers a consumer's messages while its transaction runs. A message that finds the consumer
- * idle starts a transaction at once, alone (no wait at low load); those that arrive meanwhile
- * go together into the next one, up to MAX_BATCH. One transaction at a time per consumer and
- * process: the batch, not parallel transactions, absorbs the load.
- */
-class ConsumerBatcher {
-  private queue: { item: Batched; resolve(o: "handled" | "duplicate"): void; reject(err: unknown): void }[] = [];
-  private running = false;
-
-  constructor(
-    private readonly deps: ConsumerDeps,
-    private readonly consumer: string,
-  ) {}
-
-  submit(item: Batched): Promise<"handled" | "duplicate"> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ item, resolve, reject });
-      if (!this.running) void this.drain();
-    });
-  }
-
-  private async drain(): Promise<void> {
-    this.running = true;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, MAX_BATCH);
-      try {
-        const outcomes = await handleBatch(this.deps, this.consumer, batch.map((b) => b.item));
-        batch.forEach((b, i) => b.resolve(outcomes[i]));
-      } catch (err) {
-        for (const b of batch) b.reject(batch.length > 1 ? new BatchFailed(String(err)) : err);
-      }
-    }
-    this.running = false;
-  }
-}
-
+type ConsumerBatcher = Batcher<Batched, "handled" | "duplicate">;
 const batchers = new WeakMap<pg.Pool, Map<string, ConsumerBatcher>>();
 
+/** A consumer's messages that arrive while its transaction runs go together into the next one. */
 function batcherOf(deps: ConsumerDeps, consumer: string): ConsumerBatcher {
   let byConsumer = batchers.get(deps.pool);
   if (!byConsumer) batchers.set(deps.pool, (byConsumer = new Map()));
   let batcher = byConsumer.get(consumer);
-  if (!batcher) byConsumer.set(consumer, (batcher = new ConsumerBatcher(deps, consumer)));
+  if (!batcher) byConsumer.set(consumer, (batcher = new Batcher((items) => handleBatch(deps, consumer, items), MAX_BATCH)));
   return batcher;
 }
 
