@@ -113,7 +113,7 @@ type PlacementOutcome = { answer: OrderAccepted & { replayed?: boolean } } | { e
 
 export function ordersService(deps: ServiceDeps): ServiceSchema {
   const { pool } = deps.db;
-  const { store, config, envelopes } = deps;
+  const { store, envelopes } = deps;
 
   async function resolve(ctx: Context, req: z.output<typeof orderRequest>) {
     const wanted = new Map(
