@@ -35,13 +35,13 @@ describe("PGliteStream", () => {
   });
 
   it("answers a burst of queries sent without waiting, each with its own result, in order", async () => {
-    const c = client();
-    await c.connect();
+    // through a pool of one connection, as the embedded system sends them (pg queues them for it)
+    const pool = new pg.Pool({ user: "postgres", database: "postgres", max: 1, stream: () => new PGliteStream(lite) } as pg.PoolConfig);
     try {
-      const results = await Promise.all(Array.from({ length: 200 }, (_, i) => c.query("SELECT $1::int * 2 AS n", [i])));
+      const results = await Promise.all(Array.from({ length: 200 }, (_, i) => pool.query("SELECT $1::int * 2 AS n", [i])));
       expect(results.map((r) => r.rows[0].n)).toEqual(Array.from({ length: 200 }, (_, i) => i * 2));
     } finally {
-      await c.end();
+      await pool.end();
     }
   });
 
