@@ -22,7 +22,7 @@ const change = (a: number, b: number) => {
 
 export interface Comparison {
   table: Table;
-  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number] }[];
+  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; largestRssMb: [number, number] }[];
   onlyInA: string[];
   onlyInB: string[];
 }
@@ -31,16 +31,25 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
   const rows: Comparison["rows"] = [];
-  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "audit A / B"], rows: [] };
+  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "largest RSS MB", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
     if (!cb) continue;
-    rows.push({ key, p50: [ca.latency_ms.p50, cb.latency_ms.p50], p99: [ca.latency_ms.p99, cb.latency_ms.p99], throughput: [ca.throughput_sps, cb.throughput_sps] });
+    rows.push({
+      key,
+      p50: [ca.latency_ms.p50, cb.latency_ms.p50],
+      p99: [ca.latency_ms.p99, cb.latency_ms.p99],
+      throughput: [ca.throughput_sps, cb.throughput_sps],
+      cpuMsPerSaga: [ca.cpu_ms_per_saga, cb.cpu_ms_per_saga],
+      largestRssMb: [ca.largest_rss_mb, cb.largest_rss_mb],
+    });
     table.rows.push([
       key,
       change(ca.latency_ms.p50, cb.latency_ms.p50).text,
       change(ca.latency_ms.p99, cb.latency_ms.p99).text,
       change(ca.throughput_sps, cb.throughput_sps).text,
+      ca.cpu_ms_per_saga === null || cb.cpu_ms_per_saga === null ? "–" : change(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga).text,
+      change(ca.largest_rss_mb, cb.largest_rss_mb).text,
       `${ca.audit.ok ? "clean" : "FAILED"} / ${cb.audit.ok ? "clean" : "FAILED"}`,
     ]);
   }

@@ -14,7 +14,20 @@ export interface Table {
 export interface FoldedCell extends CellResult {
   repeats: number;
   spread: { p50: [number, number]; throughput: [number, number] };
+  /** The largest resident set of any of the system's processes, the most across repetitions. */
+  largest_rss_mb: number;
+  /** The system's CPU over the measured seconds per completed saga (median); null when none completed. */
+  cpu_ms_per_saga: number | null;
 }
+
+/** The processes of the system under test (not the bench's own load generator). */
+const systemProcesses = (c: CellResult) => c.processes.filter((p) => !p.name.startsWith("bench"));
+const systemCpuS = (c: CellResult) => systemProcesses(c).reduce((s, p) => s + p.cpu_s, 0);
+const largestRssMb = (c: CellResult) => Math.max(0, ...systemProcesses(c).map((p) => p.peak_rss_mb));
+const cpuMsPerSaga = (c: CellResult) => {
+  const completed = c.sagas.confirmed + c.sagas.cancelled;
+  return completed > 0 ? (systemCpuS(c) * 1000) / completed : null;
+};
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -47,6 +60,8 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       load: { ...first.load, rate: pick((c) => c.load.rate) },
       audit: { ok: g.every((c) => c.audit.ok), violations: g.flatMap((c) => c.audit.violations) },
       spread: { p50: span((c) => c.latency_ms.p50), throughput: span((c) => c.throughput_sps) },
+      largest_rss_mb: Math.max(...g.map(largestRssMb)),
+      cpu_ms_per_saga: g.every((c) => cpuMsPerSaga(c) === null) ? null : pick((c) => cpuMsPerSaga(c) ?? 0),
     };
   });
 }
@@ -109,8 +124,8 @@ export function cellTable(cells: FoldedCell[]): Table {
       c.compensation_latency_ms ? `${f(c.compensation_latency_ms.p50)} / ${f(c.compensation_latency_ms.p99)}` : "–",
       f(c.messages_per_saga),
       f(c.db_writes_per_saga),
-      f(c.processes.filter((p) => !p.name.startsWith("bench")).reduce((s, p) => s + p.cpu_s, 0), 2),
-      f(c.processes.filter((p) => !p.name.startsWith("bench")).reduce((s, p) => s + p.peak_rss_mb, 0), 0),
+      f(systemCpuS(c), 2),
+      f(systemProcesses(c).reduce((s, p) => s + p.peak_rss_mb, 0), 0),
       f(c.floor_ms, 2),
       f(c.x_floor),
       c.audit.ok ? "clean" : "FAILED",

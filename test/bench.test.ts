@@ -157,11 +157,20 @@ describe("npm run bench", () => {
       expect(r.p50[1] - r.p50[0]).toBe(0);
       expect(r.p99[1] - r.p99[0]).toBe(0);
       expect(r.throughput[1] - r.throughput[0]).toBe(0);
+      expect(r.largestRssMb[1] - r.largestRssMb[0]).toBe(0);
+      expect(r.cpuMsPerSaga[0]).toBeGreaterThan(0);
     }
     expect(cmp.stdout).toMatch(/±0\.0, ±0\.0%/);
+    expect(cmp.stdout).toContain("largest RSS MB");
     const slower = structuredClone(results);
-    for (const c of slower.cells) c.latency_ms.p50 *= 2;
+    for (const c of slower.cells) {
+      c.latency_ms.p50 *= 2;
+      // the largest process is the system's: the bench's own load generator does not count
+      for (const p of c.processes) p.peak_rss_mb = p.name.startsWith("bench") ? 9999 : 100;
+      c.processes.push({ name: "another", cpu_s: 0, peak_rss_mb: 120 });
+    }
     const other = compareResults(results, slower);
     expect(other.table.rows.every((r) => String(r[1]).includes("+100.0%"))).toBe(true);
+    expect(other.rows.every((r) => r.largestRssMb[1] === 120)).toBe(true);
   });
 });
