@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
+import { ServiceBroker } from "moleculer";
+import { loadConfig } from "../services/shared/config.js";
+import { transporterOptions } from "../services/shared/messaging.js";
+import { removeNamespace } from "../bench/broker-cleanup.js";
+import { available, BROKERS } from "./support/infrastructure.js";
+
+/**
+ * A service process takes the requests sent to it while it still runs earlier ones, over either
+ * broker: what the order service's placement batch and the coalesced lookups rely on. Moleculer's
+ * AMQP transporter, left at its default, hands a process one request at a time (it acknowledges a
+ * request when its action ends, with a prefetch of 1), and every batch held one item.
+ */
+
+/** How long a held action waits for the others before it gives up and answers alone. */
+const GIVE_UP_MS = 2_000;
+const CONCURRENT = 8;
+
+const reachable = Object.fromEntries(await Promise.all(BROKERS.map(async (b) => [b.kind, await available(b.kind)] as const)));
+
+describe.each(BROKERS)("requests to one service process over $kind", ({ kind, url }) => {
+  const namespace = `t${randomBytes(4).toString("hex")}`;
+  const config = loadConfig({ TRANSPORTER: url, NAMESPACE: namespace, LOG_LEVEL: "fatal" });
+  const brokers: ServiceBroker[] = [];
+  let inFlight = 0;
+  let mostAtOnce = 0;
+  let allArrived: () => void = () => undefined;
+  const arrived = new Promise<void>((r) => (allArrived = r));
+
+  beforeAll(async () => {
+    if (!reachable[kind]) return;
+    const broker = (name: string) => new ServiceBroker({ nodeID: `${namespace}-${name}`, namespace, transporter: transporterOptions(config), logger: false, requestTimeout: 30_000 });
+    const worker = broker("worker");
+    worker.createService({
+      name: "held",
+      actions: {
+        // each call waits until all of them have arrived (or gives up), so that one process
+        // running them one at a time shows as calls that answered alone
+        async hold() {
+          inFlight++;
+          mostAtOnce = Math.max(mostAtOnce, inFlight);
+          if (inFlight === CONCURRENT) allArrived();
+          const together = await Promise.race([arrived.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), GIVE_UP_MS))]);
+          inFlight--;
+          return { together };
+        },
+      },
+    });
+    brokers.push(worker, broker("caller"));
+    await Promise.all(brokers.map((b) => b.start()));
+    await brokers[1].waitForServices("held", 20_000);
+  });
+
+  afterAll(async () => {
+    await Promise.all(brokers.map((b) => b.stop()));
+    if (reachable[kind]) await removeNamespace(url, namespace);
+  });
+
+  it.skipIf(!reachable[kind])(`runs ${CONCURRENT} calls sent at once side by side`, async () => {
+    const answers = await Promise.all(Array.from({ length: CONCURRENT }, () => brokers[1].call<{ together: boolean }, object>("held.hold", {})));
+    expect(mostAtOnce).toBe(CONCURRENT);
+    expect(answers.every((a) => a.together)).toBe(true);
+  });
+});
