@@ -29,10 +29,21 @@ export interface TraceCarrier {
   tracestate?: string;
 }
 
-/** Exports what is buffered; called when the broker stops, before the process exits. */
+/**
+ * Longest wait at stop for the exporter to take what is buffered. A collector answers in
+ * milliseconds; without one (the default endpoint on a machine with no Jaeger) the OTLP exporter
+ * retries until its own timeout, and the process took 8 s to stop.
+ */
+export const FLUSH_AT_STOP_MS = 1_000;
+
+/** Exports what is buffered, waiting at most `FLUSH_AT_STOP_MS`; called when the broker stops, before the process exits. */
 export async function flushTracing(): Promise<void> {
   const provider = trace.getTracerProvider() as unknown as { getDelegate?(): { forceFlush?(): Promise<void> } };
-  await provider.getDelegate?.().forceFlush?.();
+  const flush = provider.getDelegate?.().forceFlush?.();
+  if (!flush) return;
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, FLUSH_AT_STOP_MS)));
+  await Promise.race([flush, bound]).finally(() => clearTimeout(timer));
 }
 
 /**
