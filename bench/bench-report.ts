@@ -42,6 +42,7 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
   return [...groups.values()].map((g) => {
     const pick = (f: (c: CellResult) => number) => median(g.map(f));
     const first = g[0];
+    const perSaga = g.map(cpuMsPerSaga).filter((x): x is number => x !== null);
     const span = (f: (c: CellResult) => number): [number, number] => [Math.min(...g.map(f)), Math.max(...g.map(f))];
     return {
       ...first,
@@ -61,7 +62,7 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       audit: { ok: g.every((c) => c.audit.ok), violations: g.flatMap((c) => c.audit.violations) },
       spread: { p50: span((c) => c.latency_ms.p50), throughput: span((c) => c.throughput_sps) },
       largest_rss_mb: Math.max(...g.map(largestRssMb)),
-      cpu_ms_per_saga: g.every((c) => cpuMsPerSaga(c) === null) ? null : pick((c) => cpuMsPerSaga(c) ?? 0),
+      cpu_ms_per_saga: perSaga.length > 0 ? median(perSaga) : null,
     };
   });
 }

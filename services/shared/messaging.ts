@@ -13,6 +13,16 @@ import { committed } from "./signals.js";
 import { Batcher, BatchFailed } from "./batcher.js";
 
 /**
+ * Requests a service process takes from RabbitMQ before the first is answered. Moleculer's AMQP
+ * transporter acknowledges a request only once its action has finished and prefetches 1 by
+ * default, so each process ran its actions one at a time: checkouts reached the order service's
+ * placement batch, and lookups the users' coalesced read, one by one, and every consumer batch
+ * downstream held one message (README: Performance). NATS has no such limit; this one is set
+ * above the bench's closed-loop clients and the largest consumer batch.
+ */
+const AMQP_REQUEST_PREFETCH = 64;
+
+/**
  * The wire, chosen by configuration in this one place: the Moleculer transporter and the
  * durable-channel adapter both follow `TRANSPORTER`. Business code never names a transport.
  */
@@ -27,16 +37,6 @@ export function transporterOptions(config: Config): BrokerOptions["transporter"]
       return { type: "AMQP", options: { url: config.transporterUrl, socketOptions: { noDelay: true }, prefetch: AMQP_REQUEST_PREFETCH } };
   }
 }
-
-/**
- * Requests a service process takes from RabbitMQ before the first is answered. Moleculer's AMQP
- * transporter acknowledges a request only once its action has finished and prefetches 1 by
- * default, so each process ran its actions one at a time: checkouts reached the order service's
- * placement batch, and lookups the users' coalesced read, one by one, and every consumer batch
- * downstream held one message (README: Performance). NATS has no such limit; this one is set
- * above the bench's closed-loop clients and the largest consumer batch.
- */
-export const AMQP_REQUEST_PREFETCH = 64;
 
 type ChannelsHooks = Middleware & {
   created(broker: unknown): unknown;
