@@ -1,3 +1,4 @@
+import { METRIC } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 
@@ -72,6 +73,16 @@ describe.each(["orchestrated", "choreographed"] as const)("/metrics after succes
       expect(typeof c.def.consumer, `${c.svc} ${c.name}`).toBe("string");
       expect(c.def.group, `${c.svc} ${c.name}`).toMatch(new RegExp(`_${system.slice(0, 12)}$`));
     }
+  });
+
+  it("keeps only the saga metrics: Moleculer's per-call timings are not collected, its other middlewares are in place", () => {
+    const names = h.broker.metrics.list().map((m: { name: string }) => m.name);
+    expect(names).toContain("saga_messages_consumed_total");
+    const perCall = [METRIC.MOLECULER_REQUEST_TOTAL, METRIC.MOLECULER_REQUEST_TIME, METRIC.MOLECULER_EVENT_EMIT_TOTAL, METRIC.MOLECULER_EVENT_RECEIVED_TIME];
+    expect(perCall.every((n) => typeof n === "string")).toBe(true);
+    expect(names.filter((n: string) => perCall.includes(n))).toEqual([]);
+    const middlewares = (h.broker.middlewares as unknown as { list: { name?: string }[] }).list.map((m) => m.name);
+    for (const name of ["SagaMetrics", "ContextTracker", "Timeout", "ErrorHandler", "Validator"]) expect(middlewares).toContain(name);
   });
 
   it("counts every stored message as published once, by type", () => {
