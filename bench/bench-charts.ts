@@ -17,6 +17,8 @@ export interface Chart {
 
 const MODE_COLORS = { domain: ["orchestrated", "choreographed"], range: ["#4c78a8", "#f58518"] };
 const label = (c: CellResult) => `${c.transport}/${c.scenario}`;
+/** A cell's load in a chart's labels: its rate, or its clients when it is closed-loop. */
+const loadName = (c: CellResult) => (c.load.kind === "open" ? `@${c.load.rate}/s` : `closed ×${c.load.connections}`);
 
 async function render(spec: TopLevelSpec): Promise<string> {
   const compiled = vl.compile({ ...spec, config: { font: "sans-serif", ...(spec.config ?? {}) } }).spec;
@@ -94,8 +96,8 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
   }
 
   const throughputRows = cells.flatMap((c) => [
-    { cell: `${label(c)} ${c.load.kind === "open" ? `@${c.load.rate}/s` : "saturated"}`, mode: c.mode, outcome: "confirmed", sps: c.confirmed_sps },
-    { cell: `${label(c)} ${c.load.kind === "open" ? `@${c.load.rate}/s` : "saturated"}`, mode: c.mode, outcome: "cancelled", sps: c.cancelled_sps },
+    { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, outcome: "confirmed", sps: c.confirmed_sps },
+    { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, outcome: "cancelled", sps: c.cancelled_sps },
   ]);
   if (throughputRows.length) {
     charts.push({
@@ -108,7 +110,8 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
         height: 220,
         mark: "bar",
         encoding: {
-          x: { field: "cell", type: "nominal", title: null, axis: { labelAngle: -30 } },
+          // in the run's order (open-loop rates, then each closed loop), labels in full
+          x: { field: "cell", type: "nominal", title: null, sort: null, axis: { labelAngle: -30, labelLimit: 240 } },
           xOffset: { field: "mode", scale: { domain: MODE_COLORS.domain } },
           y: { field: "sps", type: "quantitative", stack: "zero", title: "sagas/s" },
           color: { field: "outcome", type: "nominal", scale: { domain: ["confirmed", "cancelled"], range: ["#54a24b", "#e45756"] } },
@@ -122,8 +125,8 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
   const compensationRows = cells
     .filter((c) => c.compensation_latency_ms)
     .flatMap((c) => [
-      { cell: `${label(c)}${c.load.kind === "open" ? "" : " saturated"}`, mode: c.mode, stat: "p50", ms: c.compensation_latency_ms!.p50 },
-      { cell: `${label(c)}${c.load.kind === "open" ? "" : " saturated"}`, mode: c.mode, stat: "p99", ms: c.compensation_latency_ms!.p99 },
+      { cell: `${label(c)}${c.load.kind === "open" ? "" : ` closed ×${c.load.connections}`}`, mode: c.mode, stat: "p50", ms: c.compensation_latency_ms!.p50 },
+      { cell: `${label(c)}${c.load.kind === "open" ? "" : ` closed ×${c.load.connections}`}`, mode: c.mode, stat: "p99", ms: c.compensation_latency_ms!.p99 },
     ]);
   if (compensationRows.length) {
     charts.push({

@@ -24,7 +24,8 @@ The load
   --saturate / --no-saturate
                         add a closed-loop (autocannon) cell per style and transport on the happy
                         scenario that finds the most completed checkouts/s (default on)
-  --connections N       closed-loop clients (default 32)
+  --connections LIST    closed-loop clients, one closed-loop cell per count (default 32); more
+                        clients make bigger batches: 32,128 shows how far that goes
   --repeat N            repetitions of every cell, styles interleaved A/B/A/B (default 1)
 The rest
   --tracing on|off      run the system with the OpenTelemetry SDK exporting to a local sink (default off)
@@ -54,7 +55,8 @@ export interface BenchOptions {
   durationS: number;
   warmupS: number;
   saturate: boolean;
-  connections: number;
+  /** One closed-loop cell per count. */
+  connections: number[];
   repeat: number;
   tracing: boolean;
   out?: string;
@@ -147,7 +149,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     durationS: positive("--duration", v.duration, quick ? 5 : 10),
     warmupS: v.warmup === "0" ? 0 : positive("--warmup", v.warmup, quick ? 2 : 3),
     saturate: v["no-saturate"] ? false : (v.saturate ?? true),
-    connections: positive("--connections", v.connections, 32, true),
+    connections: v.connections?.split(",").map((c) => positive("--connections", c.trim(), 32, true)) ?? [32],
     repeat: positive("--repeat", v.repeat, 1, true),
     tracing: v.tracing === "on",
     out: v.out,

@@ -79,7 +79,9 @@ export async function planRun(o: BenchOptions): Promise<Plan> {
       // the load curve on the happy path; the failure mixes at the first rate
       for (const rate of scenario === "happy" ? o.rates : o.rates.slice(0, 1)) loads.push({ kind: "open", rate });
       // --quick measures no broker's saturation: a smoke test of the path, not its ceiling
-      if (o.saturate && scenario === "happy" && !(o.quick && transport !== "memory")) loads.push({ kind: "closed", connections: o.connections });
+      if (o.saturate && scenario === "happy" && !(o.quick && transport !== "memory")) {
+        for (const connections of o.connections) loads.push({ kind: "closed", connections });
+      }
       // styles interleaved A/B/A/B, every repetition of a cell next to the other style's
       for (const load of loads.splice(0)) {
         for (let repeat = 1; repeat <= o.repeat; repeat++) {
@@ -390,7 +392,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
   try {
     for (const scenario of scenarios) {
       const loads: CellPlan["load"][] = (scenario === "happy" ? o.rates : o.rates.slice(0, 1)).map((rate) => ({ kind: "open" as const, rate }));
-      if (o.saturate && scenario === "happy") loads.push({ kind: "closed", connections: o.connections });
+      if (o.saturate && scenario === "happy") for (const connections of o.connections) loads.push({ kind: "closed", connections });
       for (const load of loads) {
         for (let repeat = 1; repeat <= o.repeat; repeat++) {
           if (ctx.interrupted()) break;
