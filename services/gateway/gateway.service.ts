@@ -245,10 +245,13 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
     created(this: Service) {
       // moleculer-web serves requests on the port bound by openGatewayPort
       (this as unknown as { server: Server }).server = server;
-      server.off("request", answerStarting);
-      server.on("request", (this as unknown as { httpHandler: RequestListener }).httpHandler);
     },
     started(this: Service) {
+      // Taken over once the service has started, not when it is created: until the broker starts
+      // it (after the transporter has connected), Moleculer's context tracker has no list for
+      // its calls, and every request failed with a TypeError (500) in that window.
+      server.off("request", answerStarting);
+      server.on("request", (this as unknown as { httpHandler: RequestListener }).httpHandler);
       const { address, port } = server.address() as AddressInfo;
       const where = config.apiKeys.length > 0 ? "API keys required" : "no API_KEYS: open to anyone who can reach this address";
       this.logger.info(`listening on http://${address.includes(":") ? `[${address}]` : address}:${port} (${where})`);
