@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import net from "node:net";
 import { describe, expect, it } from "vitest";
 import { startProcess } from "../services/cluster.js";
 import { removeNamespace } from "../bench/broker-cleanup.js";
 import { clusterAvailable, freshPostgresDatabase, NATS_URL } from "./support/infrastructure.js";
+import { freePort } from "./support/spawned-system.js";
 
 /**
  * A gateway process starting on its own over NATS (as in a deployment of one process per service)
@@ -13,14 +13,6 @@ import { clusterAvailable, freshPostgresDatabase, NATS_URL } from "./support/inf
  */
 
 const ready = await clusterAvailable("nats");
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 describe("the gateway process during its start", () => {
   it.skipIf(!ready)("answers 503 or its own answer to every request, never 500", async () => {

@@ -21,7 +21,8 @@ export interface SpawnedOptions {
   envFor?: (process: string) => Record<string, string>;
 }
 
-async function freePort(): Promise<number> {
+/** A port free on 127.0.0.1 at the moment of asking. */
+export async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const { port } = server.address() as net.AddressInfo;
