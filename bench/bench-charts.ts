@@ -125,8 +125,8 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
   const compensationRows = cells
     .filter((c) => c.compensation_latency_ms)
     .flatMap((c) => [
-      { cell: `${label(c)}${c.load.kind === "open" ? "" : ` closed ×${c.load.connections}`}`, mode: c.mode, stat: "p50", ms: c.compensation_latency_ms!.p50 },
-      { cell: `${label(c)}${c.load.kind === "open" ? "" : ` closed ×${c.load.connections}`}`, mode: c.mode, stat: "p99", ms: c.compensation_latency_ms!.p99 },
+      { cell: `${label(c)}${c.load.kind === "open" ? "" : ` ${loadName(c)}`}`, mode: c.mode, stat: "p50", ms: c.compensation_latency_ms!.p50 },
+      { cell: `${label(c)}${c.load.kind === "open" ? "" : ` ${loadName(c)}`}`, mode: c.mode, stat: "p99", ms: c.compensation_latency_ms!.p99 },
     ]);
   if (compensationRows.length) {
     charts.push({

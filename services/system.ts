@@ -49,7 +49,7 @@ export interface SystemOptions {
 }
 
 /** Moleculer's internal middlewares, in its own order, without its per-call `Metrics`. */
-export const MOLECULER_MIDDLEWARES = INTERNAL_MIDDLEWARES.filter((name) => name !== "Metrics");
+const MOLECULER_MIDDLEWARES = INTERNAL_MIDDLEWARES.filter((name) => name !== "Metrics");
 
 /**
  * The projections' store, as READ_MODEL_STORE says: PostgreSQL (the system's database) or MongoDB.
