@@ -20,9 +20,13 @@ const change = (a: number, b: number) => {
   return { d, text: `${a.toFixed(1)} → ${b.toFixed(1)} (${sign(d)}${d.toFixed(1)}, ${Number.isFinite(pct) ? `${sign(pct)}${pct.toFixed(1)}%` : "new"})` };
 };
 
+/** A figure one of the runs lacks (PGlite's database CPU, results from before it was measured) shows "–". */
+const changeOrDash = (a: number | null | undefined, b: number | null | undefined) =>
+  a === null || a === undefined || b === null || b === undefined ? "–" : change(a, b).text;
+
 export interface Comparison {
   table: Table;
-  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; largestRssMb: [number, number] }[];
+  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; largestRssMb: [number, number] }[];
   onlyInA: string[];
   onlyInB: string[];
 }
@@ -31,7 +35,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
   const rows: Comparison["rows"] = [];
-  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "largest RSS MB", "audit A / B"], rows: [] };
+  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "largest RSS MB", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
     if (!cb) continue;
@@ -41,6 +45,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       p99: [ca.latency_ms.p99, cb.latency_ms.p99],
       throughput: [ca.throughput_sps, cb.throughput_sps],
       cpuMsPerSaga: [ca.cpu_ms_per_saga, cb.cpu_ms_per_saga],
+      databaseCpuMsPerSaga: [ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga],
       largestRssMb: [ca.largest_rss_mb, cb.largest_rss_mb],
     });
     table.rows.push([
@@ -48,7 +53,8 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       change(ca.latency_ms.p50, cb.latency_ms.p50).text,
       change(ca.latency_ms.p99, cb.latency_ms.p99).text,
       change(ca.throughput_sps, cb.throughput_sps).text,
-      ca.cpu_ms_per_saga === null || cb.cpu_ms_per_saga === null ? "–" : change(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga).text,
+      changeOrDash(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga),
+      changeOrDash(ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga),
       change(ca.largest_rss_mb, cb.largest_rss_mb).text,
       `${ca.audit.ok ? "clean" : "FAILED"} / ${cb.audit.ok ? "clean" : "FAILED"}`,
     ]);

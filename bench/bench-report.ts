@@ -18,15 +18,23 @@ export interface FoldedCell extends CellResult {
   largest_rss_mb: number;
   /** The system's CPU over the measured seconds per completed saga (median); null when none completed. */
   cpu_ms_per_saga: number | null;
+  /** The same for the database's PostgreSQL backends; null where not measured (PGlite: inside the system's CPU). */
+  database_cpu_ms_per_saga: number | null;
 }
 
 /** The processes of the system under test (not the bench's own load generator). */
 const systemProcesses = (c: CellResult) => c.processes.filter((p) => !p.name.startsWith("bench"));
 const systemCpuS = (c: CellResult) => systemProcesses(c).reduce((s, p) => s + p.cpu_s, 0);
 const largestRssMb = (c: CellResult) => Math.max(0, ...systemProcesses(c).map((p) => p.peak_rss_mb));
-const cpuMsPerSaga = (c: CellResult) => {
+const perCompletedSaga = (c: CellResult, cpuS: number | null | undefined) => {
   const completed = c.sagas.confirmed + c.sagas.cancelled;
-  return completed > 0 ? (systemCpuS(c) * 1000) / completed : null;
+  return completed > 0 && cpuS !== null && cpuS !== undefined ? (cpuS * 1000) / completed : null;
+};
+const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, systemCpuS(c));
+const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, c.database_cpu_s);
+const medianOf = (xs: (number | null)[]) => {
+  const known = xs.filter((x): x is number => x !== null);
+  return known.length > 0 ? median(known) : null;
 };
 
 const median = (xs: number[]) => {
@@ -42,7 +50,6 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
   return [...groups.values()].map((g) => {
     const pick = (f: (c: CellResult) => number) => median(g.map(f));
     const first = g[0];
-    const perSaga = g.map(cpuMsPerSaga).filter((x): x is number => x !== null);
     const span = (f: (c: CellResult) => number): [number, number] => [Math.min(...g.map(f)), Math.max(...g.map(f))];
     return {
       ...first,
@@ -62,7 +69,8 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       audit: { ok: g.every((c) => c.audit.ok), violations: g.flatMap((c) => c.audit.violations) },
       spread: { p50: span((c) => c.latency_ms.p50), throughput: span((c) => c.throughput_sps) },
       largest_rss_mb: Math.max(...g.map(largestRssMb)),
-      cpu_ms_per_saga: perSaga.length > 0 ? median(perSaga) : null,
+      cpu_ms_per_saga: medianOf(g.map(cpuMsPerSaga)),
+      database_cpu_ms_per_saga: medianOf(g.map(databaseCpuMsPerSaga)),
     };
   });
 }
@@ -95,18 +103,20 @@ export function summaryTable(cells: FoldedCell[]): Table {
       ratio(o?.latency_ms.p99, c?.latency_ms.p99),
       `${f(o?.x_floor)} / ${f(c?.x_floor)}`,
       `${f(o?.messages_per_saga)} / ${f(c?.messages_per_saga)}`,
+      `${f(o?.cpu_ms_per_saga)} / ${f(c?.cpu_ms_per_saga)}`,
+      `${f(o?.database_cpu_ms_per_saga)} / ${f(c?.database_cpu_ms_per_saga)}`,
       [o, c].every((x) => !x || x.audit.ok) ? "clean" : "FAILED",
     ]);
   }
   return {
-    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "audit"],
+    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "CPU ms/saga O / C", "DB CPU ms/saga O / C", "audit"],
     rows,
   };
 }
 
 export function cellTable(cells: FoldedCell[]): Table {
   return {
-    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
+    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "CPU s", "DB CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
     rows: cells.map((c) => [
       c.mode,
       `${c.transport}/${c.topology}`,
@@ -126,6 +136,7 @@ export function cellTable(cells: FoldedCell[]): Table {
       f(c.messages_per_saga),
       f(c.db_writes_per_saga),
       f(systemCpuS(c), 2),
+      f(c.database_cpu_s, 2),
       f(systemProcesses(c).reduce((s, p) => s + p.peak_rss_mb, 0), 0),
       f(c.floor_ms, 2),
       f(c.x_floor),

@@ -37,6 +37,11 @@ export interface CellResult {
   /** Counts of the floor model: messages and commits up to the terminal event, request/reply hops. */
   path: { messages: number; commits: number; request_reply_hops: number };
   processes: { name: string; cpu_s: number; peak_rss_mb: number }[];
+  /**
+   * CPU seconds of the PostgreSQL backends serving the cell's database over the measured window;
+   * null on PGlite (inside the system's process) or a server on another machine.
+   */
+  database_cpu_s: number | null;
   floor_ms: number | null;
   x_floor: number | null;
   audit: { ok: boolean; violations: string[] };

@@ -13,7 +13,7 @@ import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
 import { measureCommitFloor, measureTransportFloor } from "./floor.js";
 import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
 import { OtlpSink } from "./otlp-sink.js";
-import { ownStats, type ProcessStats } from "./process-stats.js";
+import { backendCpuBetween, ownStats, type BackendCpu, type ProcessStats } from "./process-stats.js";
 import { ProgressDisplay } from "./progress-display.js";
 import { reachable } from "./reachable.js";
 import { analyseSagas, type SagaEvent } from "./saga-analysis.js";
@@ -134,9 +134,18 @@ interface Measured {
   load: LoadResult;
   warmOutcomes: Outcome[];
   processes: CellResult["processes"];
+  database_cpu_s: number | null;
 }
 
-async function applyLoad(cell: CellPlan, target: Target, o: BenchOptions, progress: ProgressDisplay, label: string, statsOf: () => ProcessStats[]): Promise<Measured> {
+async function applyLoad(
+  cell: CellPlan,
+  target: Target,
+  o: BenchOptions,
+  progress: ProgressDisplay,
+  label: string,
+  statsOf: () => ProcessStats[],
+  backendCpuOf: () => Promise<BackendCpu | null> = async () => null,
+): Promise<Measured> {
   let warmOutcomes: Outcome[] = [];
   const runId = `bench-${randomBytes(4).toString("hex")}`;
   const rate = cell.load.kind === "open" ? cell.load.rate : Math.max(...o.rates);
@@ -145,6 +154,8 @@ async function applyLoad(cell: CellPlan, target: Target, o: BenchOptions, progre
     const warm = await openLoop({ target, runId: `${runId}-w`, scenario: cell.scenario, rate, durationS: o.warmupS, firstIndex: 0, drainS: DRAIN_S, onProgress: (p) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000) });
     warmOutcomes = warm.outcomes;
   }
+  // a failed reading leaves the database's CPU unmeasured, not the cell
+  const databaseBefore = await backendCpuOf().catch(() => null);
   const before = [...statsOf(), ownStats("bench (load generator)")];
   progress.start(label, "measured");
   const firstIndex = warmOutcomes.length + 1_000;
@@ -154,7 +165,8 @@ async function applyLoad(cell: CellPlan, target: Target, o: BenchOptions, progre
       ? await openLoop({ target, runId, scenario: cell.scenario, rate: cell.load.rate, durationS: o.durationS, firstIndex, drainS: DRAIN_S, onProgress })
       : await saturate({ target, scenario: cell.scenario, durationS: o.durationS, connections: cell.load.connections, firstIndex, onProgress });
   const after = [...statsOf(), ownStats("bench (load generator)")];
-  return { load, warmOutcomes, processes: cpuDelta(before, after) };
+  const databaseAfter = await backendCpuOf().catch(() => null);
+  return { load, warmOutcomes, processes: cpuDelta(before, after), database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter) };
 }
 
 function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult, "key" | "sagas" | "audit" | "steps_ms" | "steps_split_ms" | "messages_per_saga" | "db_writes_per_saga" | "path" | "floor_ms" | "x_floor" | "compensation_latency_ms" | "unmeasured"> {
@@ -176,6 +188,7 @@ function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult
     confirmed_sps: rate(done.filter((x) => x.status === "confirmed").length),
     cancelled_sps: rate(done.filter((x) => x.status === "cancelled").length),
     processes: m.processes,
+    database_cpu_s: m.database_cpu_s,
     errors: m.load.errors,
   };
 }
@@ -272,7 +285,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
       }
       try {
         const target: Target = { baseUrl: sut.baseUrl };
-        const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats());
+        const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats(), () => sut.backendCpu());
         ctx.progress.start(label, "draining");
         await drain(target, DRAIN_S);
         const processes = m.processes;
@@ -294,7 +307,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           path: { messages: analysis.path_messages, commits: analysis.path_commits ?? analysis.path_messages, request_reply_hops: 1 },
           processes,
           audit: { ok: inspected.audit.ok && Object.keys(m.load.errors).length === 0, violations: [...inspected.audit.violations, ...Object.entries(m.load.errors).map(([k, n]) => `${n} request(s) failed: ${k}`)] },
-          unmeasured: [],
+          unmeasured: plan.databaseUrl && m.database_cpu_s === null ? ["the database's CPU (its PostgreSQL server is not on this machine, or /proc does not show its processes)"] : [],
           ...(sink ? { tracing: { exports: sink.exports, spans: sink.spans, bytes: sink.bytes } } : {}),
           ...(o.keepData ? { database: sut.database.location } : {}),
         };
@@ -453,7 +466,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
             x_floor: null,
             audit: { ok: violations.length === 0, violations },
             unmeasured: [
-              "CPU seconds and peak RSS of the deployment's processes (only the load generator's)",
+              "CPU seconds and peak RSS of the deployment's processes (only the load generator's), and its database's CPU",
               "database writes per saga (the bench has no access to the deployment's database)",
               "the floor and x_floor (the deployment's transport and database are not reachable from here)",
               "payments charged and refunded, reservations held (the audit reads orders, events and inventory through the API)",

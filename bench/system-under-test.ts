@@ -11,7 +11,7 @@ import { startService } from "../services/cluster.js";
 import { freshPostgresDatabase, type FreshDatabase } from "./fresh-database.js";
 import { removeNamespace } from "./broker-cleanup.js";
 import { SEEDED_STOCK } from "./bench-scenarios.js";
-import { readProcessStats, type ProcessStats } from "./process-stats.js";
+import { readBackendCpu, readProcessStats, type BackendCpu, type ProcessStats } from "./process-stats.js";
 
 /**
  * One system under test, in child processes running the compiled build (dist/): `single` is one
@@ -151,6 +151,14 @@ export class SystemUnderTest {
   /** CPU seconds so far and peak RSS of every process. */
   stats(): ProcessStats[] {
     return this.processes.map((p) => readProcessStats(p.name, p.child.pid!));
+  }
+
+  /**
+   * CPU so far of the PostgreSQL backends serving the cell's database; null on PGlite (it runs
+   * inside the system's process, whose CPU includes it) or on a server elsewhere.
+   */
+  backendCpu(): Promise<BackendCpu | null> {
+    return this.database.fresh ? readBackendCpu(this.database.fresh.url) : Promise.resolve(null);
   }
 
   /** Stops every process (SIGTERM, then SIGKILL after 15 s). */

@@ -1,0 +1,107 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { backendCpuBetween, onThisMachine, readBackendCpu } from "../bench/process-stats.js";
+import { foldRepeats, summaryTable } from "../bench/bench-report.js";
+import type { CellResult } from "../bench/bench-results.js";
+import { available, freshPostgresDatabase } from "./support/infrastructure.js";
+
+/**
+ * The bench counts the database's share of a saga's cost: the CPU of the PostgreSQL backends
+ * serving the cell's database, read from /proc when the server runs on this machine.
+ */
+
+const reachable = await available("postgres");
+
+describe("where the database's CPU can be read", () => {
+  it("is a server on loopback or a Unix socket, not one elsewhere", async () => {
+    expect(onThisMachine("postgres://postgres@127.0.0.1:5432/x")).toBe(true);
+    expect(onThisMachine("postgres://postgres@localhost/x")).toBe(true);
+    expect(onThisMachine("postgres://postgres@[::1]:5432/x")).toBe(true);
+    expect(onThisMachine("postgres:///x?host=/var/run/postgresql")).toBe(true);
+    expect(onThisMachine("postgres://postgres@db.example.com:5432/x")).toBe(false);
+    expect(onThisMachine("postgres://postgres@10.1.2.3/x")).toBe(false);
+    // a server elsewhere is not asked at all
+    expect(await readBackendCpu("postgres://postgres@db.invalid:5432/x")).toBeNull();
+  });
+});
+
+describe.skipIf(!reachable)("the CPU of one database's backends (PostgreSQL on this machine)", () => {
+  const dbs: { url: string; drop(): Promise<void> }[] = [];
+  const pools: pg.Pool[] = [];
+  let mine: pg.Pool;
+  let other: pg.Pool;
+  let url: string;
+
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) {
+      const fresh = await freshPostgresDatabase();
+      dbs.push(fresh);
+      pools.push(new pg.Pool({ connectionString: fresh.url, max: 1 }));
+    }
+    [mine, other] = pools as [pg.Pool, pg.Pool];
+    url = dbs[0]!.url;
+  });
+  afterAll(async () => {
+    for (const p of pools) await p.end();
+    for (const d of dbs) await d.drop();
+  });
+
+  it("counts the work of the database's own backends, not the reader's nor another database's", async () => {
+    const { rows: a } = await mine.query("SELECT pg_backend_pid() AS pid");
+    const { rows: b } = await other.query("SELECT pg_backend_pid() AS pid");
+    const before = await readBackendCpu(url);
+    expect(before).not.toBeNull();
+    expect([...before!.keys()]).toEqual([a[0].pid]);
+    await mine.query("SELECT count(*) FROM generate_series(1, 3000000)");
+    const after = await readBackendCpu(url);
+    expect([...after!.keys()]).not.toContain(b[0].pid);
+    expect(backendCpuBetween(before, after)).toBeGreaterThan(0);
+  });
+
+  it("counts a backend that started between the readings from zero, and none without a reading", () => {
+    expect(backendCpuBetween(new Map([[1, 2.5]]), new Map([[1, 3.0], [2, 0.25]]))).toBe(0.75);
+    expect(backendCpuBetween(null, new Map([[1, 1]]))).toBeNull();
+    expect(backendCpuBetween(new Map(), null)).toBeNull();
+  });
+});
+
+describe("the report's cost per saga", () => {
+  const cell = (mode: "orchestrated" | "choreographed", cpu: number, database: number | null): CellResult =>
+    ({
+      key: `${mode}/memory/single/happy/closed@c32`,
+      mode,
+      transport: "memory",
+      topology: "single",
+      scenario: "happy",
+      load: { kind: "closed", rate: 100, duration_s: 10, connections: 32 },
+      repeat: 1,
+      sagas: { started: 1000, confirmed: 1000, cancelled: 0, lost: 0, stuck: 0, duplicated: 0 },
+      latency_ms: { p50: 300, p90: 400, p99: 500, p999: 600, max: 700 },
+      compensation_latency_ms: null,
+      throughput_sps: 100,
+      confirmed_sps: 100,
+      cancelled_sps: 0,
+      steps_ms: {},
+      steps_split_ms: {},
+      messages_per_saga: 11,
+      db_writes_per_saga: 3,
+      path: { messages: 9, commits: 9, request_reply_hops: 1 },
+      processes: [
+        { name: "all", cpu_s: cpu, peak_rss_mb: 140 },
+        { name: "bench (load generator)", cpu_s: 1, peak_rss_mb: 150 },
+      ],
+      database_cpu_s: database,
+      floor_ms: 10,
+      x_floor: 30,
+      audit: { ok: true, violations: [] },
+      errors: {},
+      unmeasured: [],
+    }) as CellResult;
+
+  it("shows the system's and the database's CPU per completed saga side by side, and – where the database's was not measured", () => {
+    const table = summaryTable(foldRepeats([cell("orchestrated", 7, 5.5), cell("choreographed", 5, null)]));
+    const row = table.rows[0]!;
+    expect(row[table.headers.indexOf("CPU ms/saga O / C")]).toBe("7 / 5");
+    expect(row[table.headers.indexOf("DB CPU ms/saga O / C")]).toBe("5.5 / –");
+  });
+});
