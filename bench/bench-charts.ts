@@ -2,6 +2,7 @@ import * as vega from "vega";
 import * as vl from "vega-lite";
 import type { TopLevelSpec } from "vega-lite";
 import type { CellResult } from "./bench-results.js";
+import type { FoldedCell } from "./bench-report.js";
 
 /**
  * The charts, declared in Vega-Lite and rendered to SVG by Vega in Node (no browser involved).
@@ -28,7 +29,7 @@ async function render(spec: TopLevelSpec): Promise<string> {
   return svg;
 }
 
-export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
+export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
   const open = cells.filter((c) => c.load.kind === "open");
   const charts: Chart[] = [];
 
@@ -115,8 +116,38 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
           xOffset: { field: "mode", scale: { domain: MODE_COLORS.domain } },
           y: { field: "sps", type: "quantitative", stack: "zero", title: "sagas/s" },
           color: { field: "outcome", type: "nominal", scale: { domain: ["confirmed", "cancelled"], range: ["#54a24b", "#e45756"] } },
-          opacity: { field: "mode", type: "ordinal", sort: MODE_COLORS.domain, scale: { domain: MODE_COLORS.domain, range: [1, 0.55] }, title: "style (solid: orchestrated)" },
+          opacity: { field: "mode", type: "ordinal", sort: MODE_COLORS.domain, scale: { domain: MODE_COLORS.domain, range: [1, 0.55] }, title: "style (solid: orchestrated)", legend: { titleLimit: 300 } },
           tooltip: [{ field: "cell" }, { field: "mode" }, { field: "outcome" }, { field: "sps" }],
+        },
+      }),
+    });
+  }
+
+  // what a completed saga costs in CPU: the system's processes, and PostgreSQL's backends where
+  // they were measured (with PGlite the database's work is in the system's process already)
+  const costRows = cells
+    .filter((c) => c.cpu_ms_per_saga !== null)
+    .flatMap((c) => [
+      { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "system's processes", ms: c.cpu_ms_per_saga! },
+      ...(c.database_cpu_ms_per_saga !== null ? [{ cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "PostgreSQL", ms: c.database_cpu_ms_per_saga }] : []),
+    ]);
+  if (costRows.length) {
+    charts.push({
+      file: "cpu-per-saga.svg",
+      title: "CPU per completed saga: the system's processes and PostgreSQL's backends (PGlite's work is in the system's)",
+      svg: await render({
+        $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+        data: { values: costRows },
+        width: { step: 18 },
+        height: 220,
+        mark: "bar",
+        encoding: {
+          x: { field: "cell", type: "nominal", title: null, sort: null, axis: { labelAngle: -30, labelLimit: 240 } },
+          xOffset: { field: "mode", scale: { domain: MODE_COLORS.domain } },
+          y: { field: "ms", type: "quantitative", stack: "zero", title: "CPU ms per saga" },
+          color: { field: "part", type: "nominal", scale: { domain: ["system's processes", "PostgreSQL"], range: ["#72b7b2", "#b279a2"] }, title: "where" },
+          opacity: { field: "mode", type: "ordinal", sort: MODE_COLORS.domain, scale: { domain: MODE_COLORS.domain, range: [1, 0.55] }, title: "style (solid: orchestrated)", legend: { titleLimit: 300 } },
+          tooltip: [{ field: "cell" }, { field: "mode" }, { field: "part" }, { field: "ms", format: ".1f" }],
         },
       }),
     });
@@ -192,4 +223,4 @@ export async function renderCharts(cells: CellResult[]): Promise<Chart[]> {
   return charts;
 }
 
-export const CHART_FILES = ["latency-percentiles.svg", "latency-vs-load.svg", "throughput.svg", "compensation-latency.svg", "step-breakdown.svg"] as const;
+export const CHART_FILES = ["latency-percentiles.svg", "latency-vs-load.svg", "throughput.svg", "cpu-per-saga.svg", "compensation-latency.svg", "step-breakdown.svg"] as const;

@@ -59,7 +59,7 @@ afterAll(() => {
 
 describe("npm run bench", () => {
   it("writes every output, with the fields results.json promises, and a clean audit", () => {
-    for (const f of ["results.json", "report.md", "report.html", "latency-percentiles.svg", "latency-vs-load.svg", "throughput.svg", "compensation-latency.svg", "step-breakdown.svg"]) {
+    for (const f of ["results.json", "report.md", "report.html", "latency-percentiles.svg", "latency-vs-load.svg", "throughput.svg", "cpu-per-saga.svg", "compensation-latency.svg", "step-breakdown.svg"]) {
       expect(fs.existsSync(path.join(out, f)), f).toBe(true);
     }
     expect(results.cells.map((c) => c.mode).sort()).toEqual(["choreographed", "orchestrated"]);
@@ -106,7 +106,7 @@ describe("npm run bench", () => {
     const dom = spawnSync(bin, [...flags, "--dump-dom", page], { encoding: "utf8", timeout: 120_000 }).stdout;
     expect(dom).toContain('data-checked="yes"');
     const figures = [...dom.matchAll(/<figure class="chart" data-chart="([^"]+)" data-rendered="axes=(\d+) marks=(\d+)"/g)];
-    expect(figures.map((f) => f[1]).sort()).toEqual(["compensation-latency.svg", "latency-percentiles.svg", "latency-vs-load.svg", "step-breakdown.svg", "throughput.svg"]);
+    expect(figures.map((f) => f[1]).sort()).toEqual(["compensation-latency.svg", "cpu-per-saga.svg", "latency-percentiles.svg", "latency-vs-load.svg", "step-breakdown.svg", "throughput.svg"]);
     for (const [, chart, axes, marks] of figures) {
       expect(Number(axes), `${chart} axes`).toBeGreaterThanOrEqual(2);
       expect(Number(marks), `${chart} marks`).toBeGreaterThan(0);

@@ -24,11 +24,9 @@ describe("the embedded database's directory lock", () => {
     try {
       const lock = readFileSync(path.join(dir, "saga-bench.lock"), "utf8").trim();
       expect(lock).toBe(String(process.pid));
-      const started = Date.now();
+      // refused at the lock, before PGlite is started on the directory: only the lock says this
       await expect(openDatabase({ pgliteDir: dir })).rejects.toThrow(DatabaseLockedError);
       await expect(openDatabase({ pgliteDir: dir })).rejects.toThrow(new RegExp(`in use by process ${process.pid}.*PGLITE_DIR`));
-      // refused at the lock, not after PGlite started (which takes seconds)
-      expect(Date.now() - started).toBeLessThan(2_000);
     } finally {
       await first.close();
     }
