@@ -1,5 +1,39 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * The test files that use no broker: every service in the test's own process or in one child
+ * process on the in-memory transport. They run beside the broker-restart tests, after the
+ * rest. A file not listed here runs before those restarts, so a new test is never hit by one.
+ */
+const BROKER_FREE = [
+  "batcher",
+  "bench-options",
+  "bench",
+  "checkout-concurrency",
+  "checkout.behaviour",
+  "consumer-batching",
+  "database-cpu",
+  "deadlines",
+  "embedded-database",
+  "event-follower",
+  "event-store.concurrency",
+  "event-store.contract",
+  "gateway-property",
+  "gateway",
+  "hostile-input",
+  "in-process-channels",
+  "metrics",
+  "no-overselling",
+  "operations",
+  "pglite-stream",
+  "read-model.contract",
+  "read-model.wiring",
+  "redelivery",
+  "saga-differential",
+  "saga-parity",
+  "startup-refusals",
+].map((name) => `test/${name}.test.ts`);
+
 export default defineConfig({
   test: {
     // whole systems start in these tests (PGlite, brokers, one process per service): give them
@@ -12,12 +46,18 @@ export default defineConfig({
     maxWorkers: 3,
     projects: [
       {
+        // first: everything that may use NATS or RabbitMQ
         extends: true,
-        test: { name: "checkout", include: ["test/**/*.test.ts"], exclude: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 0 } },
+        test: { name: "checkout", include: ["test/**/*.test.ts"], exclude: ["test/**/*.disruptive.test.ts", ...BROKER_FREE], sequence: { groupOrder: 0 } },
       },
       {
-        // these restart the machine's brokers: only with DISRUPTIVE_TESTS=1 (they skip, saying so,
-        // otherwise), and then alone, after everything else
+        // then, side by side: the tests that use no broker ...
+        extends: true,
+        test: { name: "in-process", include: BROKER_FREE, sequence: { groupOrder: 1 } },
+      },
+      {
+        // ... and those that restart the machine's brokers: only with DISRUPTIVE_TESTS=1 (they
+        // skip, saying so, otherwise), one file at a time, while no other test uses a broker
         extends: true,
         test: { name: "disruptive", include: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 1 }, fileParallelism: false },
       },
