@@ -48,7 +48,7 @@ export default defineConfig({
       {
         // first: everything that may use NATS or RabbitMQ
         extends: true,
-        test: { name: "checkout", include: ["test/**/*.test.ts"], exclude: ["test/**/*.disruptive.test.ts", ...BROKER_FREE], sequence: { groupOrder: 0 } },
+        test: { name: "checkout", include: ["test/**/*.test.ts"], exclude: ["test/broker-restart.disruptive.test.ts", ...BROKER_FREE], sequence: { groupOrder: 0 } },
       },
       {
         // then, side by side: the tests that use no broker ...
@@ -56,10 +56,12 @@ export default defineConfig({
         test: { name: "in-process", include: BROKER_FREE, sequence: { groupOrder: 1 } },
       },
       {
-        // ... and those that restart the machine's brokers: only with DISRUPTIVE_TESTS=1 (they
-        // skip, saying so, otherwise), one file at a time, while no other test uses a broker
+        // ... and the one file that restarts the machine's brokers, its tests one after the other,
+        // while no other test uses a broker: only with DISRUPTIVE_TESTS=1 (it skips, saying so,
+        // otherwise). Projects that run side by side share one worker limit, so a second such
+        // file would run beside it: keep every broker restart in this file.
         extends: true,
-        test: { name: "disruptive", include: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 1 }, fileParallelism: false },
+        test: { name: "disruptive", include: ["test/broker-restart.disruptive.test.ts"], sequence: { groupOrder: 1 } },
       },
     ],
   },
