@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -30,7 +30,7 @@ function chromium(): string | undefined {
 }
 
 beforeAll(() => {
-  execFileSync("npm", ["run", "build", "--silent"], { cwd: repo, stdio: "inherit" });
+  // dist/ is built once before every test (test/support/build.global-setup.ts)
   const run = spawnSync(
     process.execPath,
     [
