@@ -29,6 +29,31 @@ async function render(spec: TopLevelSpec): Promise<string> {
   return svg;
 }
 
+/**
+ * One bar per cell and style, side by side (solid: orchestrated), each stacked by its parts; the
+ * cells in the run's order (open-loop rates, then each closed loop), their labels in full.
+ */
+function stackedPerStyle(
+  rows: { cell: string; mode: string; part: string; value: number }[],
+  o: { yTitle: string; partTitle: string; parts: string[]; colors: string[] },
+): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    data: { values: rows },
+    width: { step: 18 },
+    height: 220,
+    mark: "bar",
+    encoding: {
+      x: { field: "cell", type: "nominal", title: null, sort: null, axis: { labelAngle: -30, labelLimit: 240 } },
+      xOffset: { field: "mode", scale: { domain: MODE_COLORS.domain } },
+      y: { field: "value", type: "quantitative", stack: "zero", title: o.yTitle },
+      color: { field: "part", type: "nominal", scale: { domain: o.parts, range: o.colors }, title: o.partTitle },
+      opacity: { field: "mode", type: "ordinal", sort: MODE_COLORS.domain, scale: { domain: MODE_COLORS.domain, range: [1, 0.55] }, title: "style (solid: orchestrated)", legend: { titleLimit: 300 } },
+      tooltip: [{ field: "cell" }, { field: "mode" }, { field: "part", title: o.partTitle }, { field: "value", title: o.yTitle, format: ".1f" }],
+    },
+  };
+}
+
 export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
   const open = cells.filter((c) => c.load.kind === "open");
   const charts: Chart[] = [];
@@ -97,29 +122,14 @@ export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
   }
 
   const throughputRows = cells.flatMap((c) => [
-    { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, outcome: "confirmed", sps: c.confirmed_sps },
-    { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, outcome: "cancelled", sps: c.cancelled_sps },
+    { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "confirmed", value: c.confirmed_sps },
+    { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "cancelled", value: c.cancelled_sps },
   ]);
   if (throughputRows.length) {
     charts.push({
       file: "throughput.svg",
       title: "Completed sagas per second, confirmed and cancelled",
-      svg: await render({
-        $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-        data: { values: throughputRows },
-        width: { step: 18 },
-        height: 220,
-        mark: "bar",
-        encoding: {
-          // in the run's order (open-loop rates, then each closed loop), labels in full
-          x: { field: "cell", type: "nominal", title: null, sort: null, axis: { labelAngle: -30, labelLimit: 240 } },
-          xOffset: { field: "mode", scale: { domain: MODE_COLORS.domain } },
-          y: { field: "sps", type: "quantitative", stack: "zero", title: "sagas/s" },
-          color: { field: "outcome", type: "nominal", scale: { domain: ["confirmed", "cancelled"], range: ["#54a24b", "#e45756"] } },
-          opacity: { field: "mode", type: "ordinal", sort: MODE_COLORS.domain, scale: { domain: MODE_COLORS.domain, range: [1, 0.55] }, title: "style (solid: orchestrated)", legend: { titleLimit: 300 } },
-          tooltip: [{ field: "cell" }, { field: "mode" }, { field: "outcome" }, { field: "sps" }],
-        },
-      }),
+      svg: await render(stackedPerStyle(throughputRows, { yTitle: "sagas/s", partTitle: "outcome", parts: ["confirmed", "cancelled"], colors: ["#54a24b", "#e45756"] })),
     });
   }
 
@@ -128,28 +138,14 @@ export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
   const costRows = cells
     .filter((c) => c.cpu_ms_per_saga !== null)
     .flatMap((c) => [
-      { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "system's processes", ms: c.cpu_ms_per_saga! },
-      ...(c.database_cpu_ms_per_saga !== null ? [{ cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "PostgreSQL", ms: c.database_cpu_ms_per_saga }] : []),
+      { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "system's processes", value: c.cpu_ms_per_saga! },
+      ...(c.database_cpu_ms_per_saga !== null ? [{ cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "PostgreSQL", value: c.database_cpu_ms_per_saga }] : []),
     ]);
   if (costRows.length) {
     charts.push({
       file: "cpu-per-saga.svg",
       title: "CPU per completed saga: the system's processes and PostgreSQL's backends (PGlite's work is in the system's)",
-      svg: await render({
-        $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-        data: { values: costRows },
-        width: { step: 18 },
-        height: 220,
-        mark: "bar",
-        encoding: {
-          x: { field: "cell", type: "nominal", title: null, sort: null, axis: { labelAngle: -30, labelLimit: 240 } },
-          xOffset: { field: "mode", scale: { domain: MODE_COLORS.domain } },
-          y: { field: "ms", type: "quantitative", stack: "zero", title: "CPU ms per saga" },
-          color: { field: "part", type: "nominal", scale: { domain: ["system's processes", "PostgreSQL"], range: ["#72b7b2", "#b279a2"] }, title: "where" },
-          opacity: { field: "mode", type: "ordinal", sort: MODE_COLORS.domain, scale: { domain: MODE_COLORS.domain, range: [1, 0.55] }, title: "style (solid: orchestrated)", legend: { titleLimit: 300 } },
-          tooltip: [{ field: "cell" }, { field: "mode" }, { field: "part" }, { field: "ms", format: ".1f" }],
-        },
-      }),
+      svg: await render(stackedPerStyle(costRows, { yTitle: "CPU ms per saga", partTitle: "where", parts: ["system's processes", "PostgreSQL"], colors: ["#72b7b2", "#b279a2"] })),
     });
   }
 
