@@ -25,12 +25,12 @@ function clockTicks(): number {
 
 /** Reads /proc/<pid>/stat and status (Linux); zeros where /proc is not there. */
 export function readProcessStats(name: string, pid: number): ProcessStats {
+  const stat = procStat(pid);
+  if (!stat) return { name, pid, cpu_s: 0, peak_rss_mb: 0 };
   try {
-    const cpu = procStat(pid)?.cpu_s;
-    if (cpu === undefined) throw new Error(`no /proc/${pid}`);
     const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
     const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
-    return { name, pid, cpu_s: cpu, peak_rss_mb: Math.round((hwm / 1024) * 10) / 10 };
+    return { name, pid, cpu_s: stat.cpu_s, peak_rss_mb: Math.round((hwm / 1024) * 10) / 10 };
   } catch {
     return { name, pid, cpu_s: 0, peak_rss_mb: 0 };
   }
@@ -82,7 +82,10 @@ export async function readBackendCpu(databaseUrl: string): Promise<BackendCpu | 
   }
 }
 
-/** The backends' CPU seconds between two readings; a backend that started since counts from zero. */
+/**
+ * The backends' CPU seconds between two readings: a backend that started since counts from zero,
+ * one that ended since is not counted (the system's pools keep their connections open).
+ */
 export function backendCpuBetween(before: BackendCpu | null, after: BackendCpu | null): number | null {
   if (!before || !after) return null;
   let total = 0;
