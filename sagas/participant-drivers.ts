@@ -11,7 +11,7 @@ import { consume, type BatchScope, type ConsumerDeps } from "../services/shared/
 import type { Tx } from "../services/shared/database.js";
 import { consumerChannels, type ConsumerBase, type Subscription } from "../services/messaging/channel-consumer.js";
 import type { EnvelopeFactory } from "../services/messaging/envelope-factory.js";
-import type { CommandHandler, ParticipantHandlers } from "../services/shared/participant.js";
+import type { CommandHandler, ParticipantHandlers, QueuedCommand } from "../services/shared/participant.js";
 import type { ParticipantDriver } from "../services/shared/service-deps.js";
 import type { Config } from "../services/shared/config.js";
 import type { Database } from "../services/shared/database.js";
@@ -55,9 +55,16 @@ function timedOut(tx: Tx, batch: BatchScope): Promise<Set<string>> {
   });
 }
 
+const BATCH_EVENTS = Symbol("the events of a batch's commands, carried out together");
+
+/** The command `prepare` built for each message, for handlers that carry out a batch at once. */
+const queued = new WeakMap<AnyEnvelope, QueuedCommand<unknown, unknown>>();
+
 /**
  * Runs a participant's command for one message; building the command is retried with it. A
- * step forward (`forward`) is not taken for a checkout the watchdog has timed out.
+ * step forward (`forward`) is not taken for a checkout the watchdog has timed out. A handler
+ * that carries out a batch at once (`handleAll`) runs once for the transaction's messages, when
+ * the first of them comes to it; each message then takes its own events.
  */
 function run<C extends CommandType>(
   deps: ConsumerDeps,
@@ -71,11 +78,23 @@ function run<C extends CommandType>(
   return consume(deps, consumer, channel, message, {
     prepare: async () => {
       const data = await command();
-      return { data, prepared: handler.prepare ? await handler.prepare(data) : undefined };
+      const next: QueuedCommand<DataOf<C>> = { data, prepared: handler.prepare ? await handler.prepare(data) : undefined };
+      queued.set(message, next);
+      return next;
     },
     handle: async ({ tx, cause, batch, prepared }) => {
-      if (forward && (await timedOut(tx, batch)).has(cause.correlation_id)) return [];
-      return handler.handle(prepared.data, { tx, cause, prepared: prepared.prepared });
+      const stopped = forward ? await timedOut(tx, batch) : undefined;
+      if (stopped?.has(cause.correlation_id)) return [];
+      if (!handler.handleAll) return handler.handle(prepared.data, { tx, cause, prepared: prepared.prepared });
+      const events = await batch.shared(BATCH_EVENTS, async () => {
+        // every message of the batch came through here: a batch holds one consumer's messages
+        const taking = batch.messages.filter((m) => !stopped?.has(m.correlation_id));
+        const commands = taking.map((m) => queued.get(m) as QueuedCommand<DataOf<C>> | undefined);
+        if (commands.some((c) => !c)) throw new Error(`${consumer}: a message of the batch has no prepared command`);
+        const outcome = await handler.handleAll(tx, commands as QueuedCommand<DataOf<C>>[]);
+        return new Map(taking.map((m, i) => [m, outcome[i] ?? []]));
+      });
+      return events.get(cause) ?? [];
     },
   });
 }

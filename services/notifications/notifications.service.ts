@@ -1,6 +1,7 @@
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { emit } from "../shared/catalogue.js";
-import type { ParticipantHandlers } from "../shared/participant.js";
+import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
+import { insertNew } from "../shared/database.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 
 interface Recipient {
@@ -16,15 +17,21 @@ export function notificationHandlers(broker: () => ServiceBroker): ParticipantHa
   return {
     SendNotification: {
       prepare: (cmd) => broker().call<Recipient, { id: number }>("users.get", { id: cmd.customer_id }),
-      async handle(cmd, { tx, prepared }) {
-        const recipient = prepared as Recipient;
-        const { rowCount } = await tx.query(
-          `INSERT INTO notifications.sent (order_id, template, channel, recipient) VALUES ($1, $2, 'email', $3)
-           ON CONFLICT DO NOTHING`,
-          [cmd.order_id, cmd.template, recipient.email],
+      async handleAll(tx, commands) {
+        const first = firstOfEach(commands, (c) => `${c.data.order_id}\u0000${c.data.template}`);
+        const sends = commands.map((c) => ({ cmd: c.data, recipient: (c.prepared as Recipient).email }));
+        const inserted = await insertNew(
+          tx,
+          "notifications.sent",
+          sends.filter((_, i) => first.has(i)).map(({ cmd, recipient }) => ({ order_id: cmd.order_id, template: cmd.template, channel: "email", recipient })),
+          "order_id, template",
         );
-        if (!rowCount) return [];
-        return [emit("NotificationSent", { order_id: cmd.order_id, channel: "email", recipient: recipient.email, template: cmd.template })];
+        const sent = new Set(inserted.map((r) => `${r.order_id as string}\u0000${r.template as string}`));
+        return sends.map(({ cmd, recipient }, i) =>
+          first.has(i) && sent.has(`${cmd.order_id}\u0000${cmd.template}`)
+            ? [emit("NotificationSent", { order_id: cmd.order_id, channel: "email", recipient, template: cmd.template })]
+            : [],
+        );
       },
     },
   };

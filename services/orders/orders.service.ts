@@ -7,7 +7,7 @@ import { inCheckout, inCurrentTrace } from "../../observability/tracing.js";
 import { withTransaction } from "../shared/database.js";
 import { isNotFound, UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import { canonicalJson, cardToken, dbId, MAX_QUANTITY, orderLines, quantity, shippingAddress } from "../shared/request-fields.js";
-import type { ParticipantHandlers } from "../shared/participant.js";
+import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { MAX_BATCH } from "../shared/messaging.js";
 import { committed } from "../shared/signals.js";
@@ -75,12 +75,14 @@ function fingerprint(req: z.output<typeof orderRequest>): string {
 
 export const orderHandlers: ParticipantHandlers<"orders"> = {
   ConfirmOrder: {
-    async handle(cmd, { tx }) {
-      const { rowCount } = await tx.query(
-        "UPDATE orders.orders SET status = 'confirmed', updated_at = now() WHERE order_id = $1 AND status = 'pending'",
-        [cmd.order_id],
+    async handleAll(tx, commands) {
+      const first = firstOfEach(commands, (c) => c.data.order_id);
+      const { rows } = await tx.query(
+        "UPDATE orders.orders SET status = 'confirmed', updated_at = now() WHERE order_id = ANY($1::text[]) AND status = 'pending' RETURNING order_id",
+        [[...new Set(commands.map((c) => c.data.order_id))]],
       );
-      return rowCount ? [emit("OrderConfirmed", cmd)] : [];
+      const confirmed = new Set(rows.map((r) => r.order_id as string));
+      return commands.map((c, i) => (first.has(i) && confirmed.has(c.data.order_id) ? [emit("OrderConfirmed", c.data)] : []));
     },
   },
   CancelOrder: {

@@ -1,7 +1,8 @@
 import type { ServiceSchema } from "moleculer";
 import { setTimeout as sleep } from "node:timers/promises";
 import { emit } from "../shared/catalogue.js";
-import type { ParticipantHandlers } from "../shared/participant.js";
+import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
+import { insertNew } from "../shared/database.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { decideCharge } from "./payments.domain.js";
 import type { FaultConfig } from "../shared/config.js";
@@ -18,46 +19,45 @@ export function paymentHandlers(faults: FaultConfig): ParticipantHandlers<"payme
       prepare: async () => {
         if (faults.paymentLatencyMs > 0) await sleep(faults.paymentLatencyMs);
       },
-      async handle(cmd, { tx }) {
-        // the decision is the same for every copy of the command; the row decides whether this
-        // copy makes it: an order that has one (captured, failed, or voided by an earlier
-        // refund) is left as it is
-        const outcome = decideCharge(cmd, faults);
-        const failed = outcome.kind === "failed";
-        const { rowCount } = await tx.query(
-          `INSERT INTO payments.payments (order_id, payment_id, customer_id, amount, currency, status, transaction_id, error_code)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING`,
-          [
-            cmd.order_id,
-            failed ? null : outcome.payment_id,
-            cmd.customer_id,
-            cmd.amount,
-            cmd.currency,
-            failed ? "failed" : "captured",
-            failed ? null : outcome.transaction_id,
-            failed ? outcome.error_code : null,
-          ],
-        );
-        if (!rowCount) return [];
-        if (failed) {
-          return [
-            emit("PaymentFailed", {
+      // the decision is the same for every copy of the command; the row decides whether this
+      // copy makes it: an order that has one (captured, failed, or voided by an earlier refund)
+      // is left as it is
+      async handleAll(tx, commands) {
+        const first = firstOfEach(commands, (c) => c.data.order_id);
+        const decided = commands.map((c) => ({ cmd: c.data, outcome: decideCharge(c.data, faults) }));
+        const inserted = await insertNew(
+          tx,
+          "payments.payments",
+          decided
+            .filter((_, i) => first.has(i))
+            .map(({ cmd, outcome }) => ({
               order_id: cmd.order_id,
+              payment_id: outcome.kind === "failed" ? null : outcome.payment_id,
+              customer_id: cmd.customer_id,
               amount: cmd.amount,
-              reason: outcome.reason,
-              error_code: outcome.error_code,
+              currency: cmd.currency,
+              status: outcome.kind === "failed" ? "failed" : "captured",
+              transaction_id: outcome.kind === "failed" ? null : outcome.transaction_id,
+              error_code: outcome.kind === "failed" ? outcome.error_code : null,
+            })),
+          "order_id",
+        );
+        const charged = new Set(inserted.map((r) => r.order_id as string));
+        return decided.map(({ cmd, outcome }, i) => {
+          if (!first.has(i) || !charged.has(cmd.order_id)) return [];
+          if (outcome.kind === "failed") {
+            return [emit("PaymentFailed", { order_id: cmd.order_id, amount: cmd.amount, reason: outcome.reason, error_code: outcome.error_code })];
+          }
+          return [
+            emit("PaymentProcessed", {
+              order_id: cmd.order_id,
+              payment_id: outcome.payment_id,
+              transaction_id: outcome.transaction_id,
+              amount: cmd.amount,
+              currency: cmd.currency,
             }),
           ];
-        }
-        return [
-          emit("PaymentProcessed", {
-            order_id: cmd.order_id,
-            payment_id: outcome.payment_id,
-            transaction_id: outcome.transaction_id,
-            amount: cmd.amount,
-            currency: cmd.currency,
-          }),
-        ];
+        });
       },
     },
     RefundPayment: {

@@ -291,3 +291,20 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (tx: Tx) => Promise<
     }
   }
 }
+
+/**
+ * Inserts rows in one statement, leaving out each row whose key is taken (`ON CONFLICT DO
+ * NOTHING`); returns the `returning` columns of those inserted. The rows go as one jsonb array,
+ * each value read as the type of its column in `table`; every row has the first row's keys.
+ * `table`, the keys and `returning` are the caller's constants, never input.
+ */
+export async function insertNew(tx: Queryable, table: string, rows: readonly Record<string, unknown>[], returning: string): Promise<Record<string, unknown>[]> {
+  if (rows.length === 0) return [];
+  const columns = Object.keys(rows[0]!).join(", ");
+  const { rows: inserted } = await tx.query(
+    `INSERT INTO ${table} (${columns}) SELECT ${columns} FROM jsonb_populate_recordset(NULL::${table}, $1::jsonb)
+     ON CONFLICT DO NOTHING RETURNING ${returning}`,
+    [JSON.stringify(rows)],
+  );
+  return inserted;
+}

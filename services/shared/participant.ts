@@ -9,14 +9,59 @@ export interface CommandContext<Prepared = unknown> {
   prepared: Prepared;
 }
 
-/**
- * How a participant carries out one command: `prepare` does slow work outside the transaction
- * (a provider call, a lookup in another service); `handle` changes state and returns the events
- * that record the outcome, all inside one transaction.
- */
-export interface CommandHandler<D, Prepared = unknown> {
+/** One command of a transaction's batch, with what `prepare` fetched for it. */
+export interface QueuedCommand<D, Prepared = unknown> {
+  data: D;
+  prepared: Prepared;
+}
+
+interface Prepares<D, Prepared> {
+  /** Slow work outside the transaction (a provider call, a lookup in another service). */
   prepare?(data: D): Promise<Prepared>;
+}
+
+/**
+ * Carries out one command at a time: `handle` changes state and returns the events that record
+ * the outcome, inside the transaction of the consumer's batch, after the commands before it.
+ */
+export interface OneAtATime<D, Prepared = unknown> extends Prepares<D, Prepared> {
   handle(data: D, ctx: CommandContext<Prepared>): Promise<AnyEmit[]>;
+  handleAll?: never;
+}
+
+/**
+ * Carries out every command of a consumer's transaction together, in a fixed number of
+ * statements whatever their count: returns each command's events, in order. The outcome must be
+ * the one the same commands would have had one after the other (a later copy of an order's
+ * command finds what the first one did); `test/participant-batches.test.ts` holds each such
+ * handler to that.
+ */
+export interface AllAtOnce<D, Prepared = unknown> extends Prepares<D, Prepared> {
+  handleAll(tx: Tx, commands: readonly QueuedCommand<D, Prepared>[]): Promise<AnyEmit[][]>;
+  handle?: never;
+}
+
+/**
+ * How a participant carries out a command, inside one transaction with the consumer's inbox
+ * claim and the append of what it emits: one at a time, or all of a batch at once.
+ */
+export type CommandHandler<D, Prepared = unknown> = OneAtATime<D, Prepared> | AllAtOnce<D, Prepared>;
+
+/**
+ * Indexes of the first command for each key, in order: the one that acts when the same key
+ * comes twice in a batch (a later copy, run after it, would find its row and do nothing).
+ */
+export function firstOfEach<T>(items: readonly T[], key: (item: T) => string): Set<number> {
+  const seen = new Set<string>();
+  const first = new Set<number>();
+  items.forEach((item, i) => {
+    const k = key(item);
+    if (!seen.has(k)) {
+      seen.add(k);
+      first.add(i);
+    }
+  });
+  return first;
 }
 
 /**

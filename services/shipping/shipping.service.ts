@@ -1,38 +1,47 @@
 import type { ServiceSchema } from "moleculer";
 import { emit } from "../shared/catalogue.js";
 import type { FaultConfig } from "../shared/config.js";
-import type { ParticipantHandlers } from "../shared/participant.js";
+import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
+import { insertNew } from "../shared/database.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { decideShipment } from "./shipping.domain.js";
 
 export function shippingHandlers(faults: FaultConfig): ParticipantHandlers<"shipping"> {
   return {
     ScheduleShipment: {
-      async handle(cmd, { tx }) {
-        const outcome = decideShipment(cmd, faults, new Date());
-        const failed = outcome.kind === "failed";
-        const { rowCount } = await tx.query(
-          `INSERT INTO shipping.shipments (order_id, shipment_id, status, carrier, estimated_delivery, postal_code)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING`,
-          [
-            cmd.order_id,
-            failed ? null : outcome.shipment_id,
-            failed ? "failed" : "scheduled",
-            failed ? null : outcome.carrier,
-            failed ? null : outcome.estimated_delivery,
-            cmd.shipping_address.postal_code,
-          ],
+      // one shipment row per order: a copy of the command, or one after a cancellation, finds it
+      async handleAll(tx, commands) {
+        const first = firstOfEach(commands, (c) => c.data.order_id);
+        const now = new Date();
+        const decided = commands.map((c) => ({ cmd: c.data, outcome: decideShipment(c.data, faults, now) }));
+        const inserted = await insertNew(
+          tx,
+          "shipping.shipments",
+          decided
+            .filter((_, i) => first.has(i))
+            .map(({ cmd, outcome }) => ({
+              order_id: cmd.order_id,
+              shipment_id: outcome.kind === "failed" ? null : outcome.shipment_id,
+              status: outcome.kind === "failed" ? "failed" : "scheduled",
+              carrier: outcome.kind === "failed" ? null : outcome.carrier,
+              estimated_delivery: outcome.kind === "failed" ? null : outcome.estimated_delivery,
+              postal_code: cmd.shipping_address.postal_code,
+            })),
+          "order_id",
         );
-        if (!rowCount) return []; // scheduled, failed or cancelled already
-        if (failed) return [emit("ShipmentFailed", { order_id: cmd.order_id, reason: outcome.reason })];
-        return [
-          emit("ShipmentScheduled", {
-            order_id: cmd.order_id,
-            shipment_id: outcome.shipment_id,
-            carrier: outcome.carrier,
-            estimated_delivery: outcome.estimated_delivery,
-          }),
-        ];
+        const scheduled = new Set(inserted.map((r) => r.order_id as string));
+        return decided.map(({ cmd, outcome }, i) => {
+          if (!first.has(i) || !scheduled.has(cmd.order_id)) return []; // scheduled, failed or cancelled already
+          if (outcome.kind === "failed") return [emit("ShipmentFailed", { order_id: cmd.order_id, reason: outcome.reason })];
+          return [
+            emit("ShipmentScheduled", {
+              order_id: cmd.order_id,
+              shipment_id: outcome.shipment_id,
+              carrier: outcome.carrier,
+              estimated_delivery: outcome.estimated_delivery,
+            }),
+          ];
+        });
       },
     },
     CancelShipment: {

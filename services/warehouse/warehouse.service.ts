@@ -1,6 +1,6 @@
 import type { ServiceSchema } from "moleculer";
 import { emit, type AnyEmit, type CancellationReason } from "../shared/catalogue.js";
-import type { Tx } from "../shared/database.js";
+import { insertNew, type Tx } from "../shared/database.js";
 import type { ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { NotFound } from "../shared/errors.js";
@@ -11,58 +11,83 @@ interface Line {
 }
 
 /**
- * Reserves lines in product order (so two orders never lock each other out) with a conditional
- * update: two concurrent checkouts of the last item cannot both succeed. The first short line
- * stops the reservation, and the lines already reserved are released in the same transaction,
- * so a failed reservation never holds stock.
+ * Reserves the orders of a batch in their order, each line in product order, as if one after
+ * the other: an order takes every line or none (the first short line ends it, and the lines it
+ * took go back in the same transaction), so a failed reservation never holds stock, and an order
+ * reserves once (a later copy finds its rows; one released after a timeout is closed for good).
+ * The stock rows of the batch's products are locked first, in product order, so two checkouts of
+ * the last item cannot both succeed and two batches never lock each other out; the outcome is
+ * worked out from them and written in a fixed number of statements, whatever the batch's size.
  */
-async function reserve(tx: Tx, orderId: string, items: Line[]): Promise<AnyEmit[]> {
-  const { rows: seen } = await tx.query(
-    `SELECT EXISTS (SELECT 1 FROM warehouse.closed_orders WHERE order_id = $1) AS closed,
-            EXISTS (SELECT 1 FROM warehouse.reservations WHERE order_id = $1) AS held`,
-    [orderId],
+async function reserveAll(tx: Tx, orders: readonly { order_id: string; items: Line[] }[]): Promise<AnyEmit[][]> {
+  const ids = [...new Set(orders.map((o) => o.order_id))];
+  const products = [...new Set(orders.flatMap((o) => o.items.map((l) => l.product_id)))].sort((a, b) => a - b);
+  const { rows: stockRows } = await tx.query(
+    "SELECT product_id, available FROM warehouse.stock WHERE product_id = ANY($1::int[]) ORDER BY product_id FOR UPDATE",
+    [products],
   );
-  if (seen[0].closed) return []; // released after a timeout: never reserve again
-  if (seen[0].held) return []; // already reserved by an earlier copy of this request
-  const lines = [...items].sort((a, b) => a.product_id - b.product_id);
-  const events: AnyEmit[] = [];
-  const reserved: Line[] = [];
-  for (const [i, line] of lines.entries()) {
-    // the line's stock and its reservation in one statement: no row back, no stock
-    const { rows } = await tx.query(
-      `WITH taken AS (
-         UPDATE warehouse.stock SET available = available - $2, reserved = reserved + $2
-          WHERE product_id = $1 AND available >= $2 RETURNING product_id
-       )
-       INSERT INTO warehouse.reservations (order_id, product_id, quantity, status)
-       SELECT $3, product_id, $2, 'reserved' FROM taken RETURNING product_id`,
-      [line.product_id, line.quantity, orderId],
-    );
-    if (rows.length === 0) {
-      const stock = await tx.query("SELECT available FROM warehouse.stock WHERE product_id = $1", [line.product_id]);
-      events.push(
-        emit("StockUnavailable", {
-          order_id: orderId,
-          product_id: line.product_id,
-          requested: line.quantity,
-          available: stock.rows[0]?.available ?? 0,
-        }),
-      );
-      if (reserved.length > 0) events.push(...(await release(tx, orderId, "stock_unavailable")));
-      return events;
+  const { rows: seenRows } = await tx.query(
+    `SELECT o AS order_id,
+            EXISTS (SELECT 1 FROM warehouse.closed_orders c WHERE c.order_id = o) AS closed,
+            EXISTS (SELECT 1 FROM warehouse.reservations r WHERE r.order_id = o) AS held
+       FROM unnest($1::text[]) AS o`,
+    [ids],
+  );
+  const available = new Map(stockRows.map((r) => [r.product_id as number, r.available as number]));
+  const closed = new Set(seenRows.filter((r) => r.closed).map((r) => r.order_id as string));
+  const held = new Set(seenRows.filter((r) => r.held).map((r) => r.order_id as string));
+  const taken = new Map<number, number>();
+  const reservations: { order_id: string; product_id: number; quantity: number; status: "reserved" | "released" }[] = [];
+  const released: { order_id: string }[] = [];
+
+  const outcome = orders.map(({ order_id, items }): AnyEmit[] => {
+    if (closed.has(order_id)) return []; // released after a timeout: never reserve again
+    if (held.has(order_id)) return []; // already reserved by an earlier copy of this request
+    const lines = [...items].sort((a, b) => a.product_id - b.product_id);
+    if (new Set(lines.map((l) => l.product_id)).size !== lines.length) throw new Error(`ReserveStock for ${order_id} names a product twice`);
+    const events: AnyEmit[] = [];
+    const mine: typeof reservations = [];
+    for (const [i, line] of lines.entries()) {
+      const left = available.get(line.product_id) ?? 0;
+      if (left < line.quantity) {
+        events.push(emit("StockUnavailable", { order_id, product_id: line.product_id, requested: line.quantity, available: left }));
+        if (mine.length > 0) {
+          // the lines taken go back, and the order is closed (as `release` does)
+          for (const r of mine) {
+            available.set(r.product_id, available.get(r.product_id)! + r.quantity);
+            taken.set(r.product_id, taken.get(r.product_id)! - r.quantity);
+            r.status = "released";
+          }
+          released.push({ order_id });
+          closed.add(order_id);
+          events.push(emit("StockReleased", { order_id, lines: mine.map((r) => ({ product_id: r.product_id, quantity: r.quantity })), reason: "stock_unavailable" }));
+        }
+        reservations.push(...mine);
+        if (mine.length > 0) held.add(order_id);
+        return events;
+      }
+      available.set(line.product_id, left - line.quantity);
+      taken.set(line.product_id, (taken.get(line.product_id) ?? 0) + line.quantity);
+      mine.push({ order_id, product_id: line.product_id, quantity: line.quantity, status: "reserved" });
+      events.push(emit("StockReserved", { order_id, product_id: line.product_id, quantity: line.quantity, line: i + 1, lines: lines.length }));
     }
-    reserved.push(line);
-    events.push(
-      emit("StockReserved", {
-        order_id: orderId,
-        product_id: line.product_id,
-        quantity: line.quantity,
-        line: i + 1,
-        lines: lines.length,
-      }),
+    reservations.push(...mine);
+    held.add(order_id);
+    return events;
+  });
+
+  const moved = [...taken].filter(([, n]) => n !== 0);
+  if (moved.length > 0) {
+    await tx.query(
+      `UPDATE warehouse.stock s SET available = s.available - d.n, reserved = s.reserved + d.n
+         FROM unnest($1::int[], $2::int[]) AS d(product_id, n) WHERE s.product_id = d.product_id`,
+      [moved.map(([p]) => p), moved.map(([, n]) => n)],
     );
   }
-  return events;
+  const stored = await insertNew(tx, "warehouse.reservations", reservations, "order_id");
+  if (stored.length !== reservations.length) throw new Error(`stored ${stored.length} of ${reservations.length} reservations`);
+  await insertNew(tx, "warehouse.closed_orders", released, "order_id");
+  return outcome;
 }
 
 /** Releases every line the order still holds; answers with one StockReleased, even if empty. */
@@ -84,7 +109,7 @@ async function release(tx: Tx, orderId: string, reason: CancellationReason): Pro
 }
 
 export const warehouseHandlers: ParticipantHandlers<"warehouse"> = {
-  ReserveStock: { handle: (cmd, { tx }) => reserve(tx, cmd.order_id, cmd.items) },
+  ReserveStock: { handleAll: (tx, commands) => reserveAll(tx, commands.map((c) => c.data)) },
   ReleaseStock: { handle: (cmd, { tx }) => release(tx, cmd.order_id, cmd.reason) },
 };
 
