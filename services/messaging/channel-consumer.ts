@@ -1,12 +1,9 @@
 import type { Service, ServiceSchema } from "moleculer";
 import type pg from "pg";
 import type { AnyEnvelope } from "../shared/catalogue.js";
-import { receive, type ConsumeOutcome, type ConsumerDeps } from "../shared/messaging.js";
+import { MAX_IN_FLIGHT, receive, type ConsumeOutcome, type ConsumerDeps } from "../shared/messaging.js";
 import type { PgEventStore } from "../event-store/pg-event-store.js";
 import type { EnvelopeFactory } from "./envelope-factory.js";
-
-/** Messages in flight per channel and process. */
-export const MAX_IN_FLIGHT = 16;
 
 /** What a subscription's handler returns; the metrics middleware counts it. */
 export type ChannelOutcome = ConsumeOutcome | "foreign" | "skipped";

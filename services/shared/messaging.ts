@@ -125,16 +125,23 @@ export function channelsMiddleware(config: Config): Middleware {
   } as Middleware;
 }
 
+/**
+ * Messages in flight per channel and process: what a consumer's next transaction can take while
+ * one runs. At saturation each consumer is a stage running one transaction at a time, holding
+ * about half of these; 16 left the busiest stages batches of 8 (README: Performance).
+ */
+export const MAX_IN_FLIGHT = 32;
+
 function channelsOptions(config: Config): object {
   switch (config.transport) {
     case "memory":
-      return { adapter: { type: "Fake", options: { maxInFlight: 16, prefix: config.namespace } } };
+      return { adapter: { type: "Fake", options: { maxInFlight: MAX_IN_FLIGHT, prefix: config.namespace } } };
     case "nats":
       return {
         adapter: {
           type: "NATS",
           options: {
-            maxInFlight: 16,
+            maxInFlight: MAX_IN_FLIGHT,
             // NAMESPACE, not the broker's per-system transit namespace (system.ts)
             prefix: config.namespace,
             maxRetries: 50,
@@ -152,7 +159,7 @@ function channelsOptions(config: Config): object {
         adapter: {
           type: "AMQP",
           options: {
-            maxInFlight: 16,
+            maxInFlight: MAX_IN_FLIGHT,
             // NAMESPACE, not the broker's per-system transit namespace (system.ts)
             prefix: config.namespace,
             maxRetries: 50,
@@ -286,8 +293,8 @@ const CLAIM = `WITH joined AS MATERIALIZED (SELECT count(${joinCheckoutSql("c")}
   INSERT INTO messaging.inbox (consumer, message_id)
   SELECT $1, m FROM joined, unnest($2::uuid[]) AS m ON CONFLICT DO NOTHING RETURNING message_id`;
 
-/** Largest number of messages one transaction takes. */
-export const MAX_BATCH = 32;
+/** Largest number of messages one transaction takes (twice `MAX_IN_FLIGHT`: an orchestrator takes several channels). */
+export const MAX_BATCH = 64;
 
 /**
  * One transaction for a consumer's messages: it joins every checkout's writers and claims every
