@@ -1,7 +1,6 @@
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import { emit } from "../shared/catalogue.js";
-import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
-import { insertNew } from "../shared/database.js";
+import { oneRowEach, type ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 
 interface Recipient {
@@ -17,22 +16,18 @@ export function notificationHandlers(broker: () => ServiceBroker): ParticipantHa
   return {
     SendNotification: {
       prepare: (cmd) => broker().call<Recipient, { id: number }>("users.get", { id: cmd.customer_id }),
-      async handleAll(tx, commands) {
-        const first = firstOfEach(commands, (c) => `${c.data.order_id}\u0000${c.data.template}`);
-        const sends = commands.map((c) => ({ cmd: c.data, recipient: (c.prepared as Recipient).email }));
-        const inserted = await insertNew(
-          tx,
-          "notifications.sent",
-          sends.filter((_, i) => first.has(i)).map(({ cmd, recipient }) => ({ order_id: cmd.order_id, template: cmd.template, channel: "email", recipient })),
-          "order_id, template",
-        );
-        const sent = new Set(inserted.map((r) => `${r.order_id as string}\u0000${r.template as string}`));
-        return sends.map(({ cmd, recipient }, i) =>
-          first.has(i) && sent.has(`${cmd.order_id}\u0000${cmd.template}`)
-            ? [emit("NotificationSent", { order_id: cmd.order_id, channel: "email", recipient, template: cmd.template })]
-            : [],
-        );
-      },
+      // once per order, template and channel: a copy of the command finds the row
+      handleAll: (tx, commands) =>
+        oneRowEach(tx, commands, {
+          table: "notifications.sent",
+          keyColumns: "order_id, template",
+          key: (row) => `${row.order_id as string}\u0000${row.template as string}`,
+          decide: () => "email" as const,
+          row: (cmd, channel, recipient) => ({ order_id: cmd.order_id, template: cmd.template, channel, recipient: (recipient as Recipient).email }),
+          events: (cmd, channel, recipient) => [
+            emit("NotificationSent", { order_id: cmd.order_id, channel, recipient: (recipient as Recipient).email, template: cmd.template }),
+          ],
+        }),
     },
   };
 }

@@ -1,8 +1,7 @@
 import type { ServiceSchema } from "moleculer";
 import { setTimeout as sleep } from "node:timers/promises";
 import { emit } from "../shared/catalogue.js";
-import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
-import { insertNew } from "../shared/database.js";
+import { oneRowEach, type ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { decideCharge } from "./payments.domain.js";
 import type { FaultConfig } from "../shared/config.js";
@@ -22,43 +21,35 @@ export function paymentHandlers(faults: FaultConfig): ParticipantHandlers<"payme
       // the decision is the same for every copy of the command; the row decides whether this
       // copy makes it: an order that has one (captured, failed, or voided by an earlier refund)
       // is left as it is
-      async handleAll(tx, commands) {
-        const first = firstOfEach(commands, (c) => c.data.order_id);
-        const decided = commands.map((c) => ({ cmd: c.data, outcome: decideCharge(c.data, faults) }));
-        const inserted = await insertNew(
-          tx,
-          "payments.payments",
-          decided
-            .filter((_, i) => first.has(i))
-            .map(({ cmd, outcome }) => ({
-              order_id: cmd.order_id,
-              payment_id: outcome.kind === "failed" ? null : outcome.payment_id,
-              customer_id: cmd.customer_id,
-              amount: cmd.amount,
-              currency: cmd.currency,
-              status: outcome.kind === "failed" ? "failed" : "captured",
-              transaction_id: outcome.kind === "failed" ? null : outcome.transaction_id,
-              error_code: outcome.kind === "failed" ? outcome.error_code : null,
-            })),
-          "order_id",
-        );
-        const charged = new Set(inserted.map((r) => r.order_id as string));
-        return decided.map(({ cmd, outcome }, i) => {
-          if (!first.has(i) || !charged.has(cmd.order_id)) return [];
-          if (outcome.kind === "failed") {
-            return [emit("PaymentFailed", { order_id: cmd.order_id, amount: cmd.amount, reason: outcome.reason, error_code: outcome.error_code })];
-          }
-          return [
-            emit("PaymentProcessed", {
-              order_id: cmd.order_id,
-              payment_id: outcome.payment_id,
-              transaction_id: outcome.transaction_id,
-              amount: cmd.amount,
-              currency: cmd.currency,
-            }),
-          ];
-        });
-      },
+      handleAll: (tx, commands) =>
+        oneRowEach(tx, commands, {
+          table: "payments.payments",
+          keyColumns: "order_id",
+          key: (row) => row.order_id as string,
+          decide: (c) => decideCharge(c.data, faults),
+          row: (cmd, outcome) => ({
+            order_id: cmd.order_id,
+            payment_id: outcome.kind === "failed" ? null : outcome.payment_id,
+            customer_id: cmd.customer_id,
+            amount: cmd.amount,
+            currency: cmd.currency,
+            status: outcome.kind === "failed" ? "failed" : "captured",
+            transaction_id: outcome.kind === "failed" ? null : outcome.transaction_id,
+            error_code: outcome.kind === "failed" ? outcome.error_code : null,
+          }),
+          events: (cmd, outcome) =>
+            outcome.kind === "failed"
+              ? [emit("PaymentFailed", { order_id: cmd.order_id, amount: cmd.amount, reason: outcome.reason, error_code: outcome.error_code })]
+              : [
+                  emit("PaymentProcessed", {
+                    order_id: cmd.order_id,
+                    payment_id: outcome.payment_id,
+                    transaction_id: outcome.transaction_id,
+                    amount: cmd.amount,
+                    currency: cmd.currency,
+                  }),
+                ],
+        }),
     },
     RefundPayment: {
       async handle(cmd, { tx }) {

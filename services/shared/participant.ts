@@ -1,5 +1,5 @@
 import type { AnyEmit, AnyEnvelope, CommandsOf, DataOf, Participant } from "./catalogue.js";
-import type { Tx } from "./database.js";
+import { insertNew, type Tx } from "./database.js";
 
 export interface CommandContext<Prepared = unknown> {
   tx: Tx;
@@ -72,3 +72,29 @@ export type ParticipantHandlers<P extends Participant> = {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   [C in CommandsOf<P>]: CommandHandler<DataOf<C>, any>;
 };
+
+/**
+ * A batch of commands that each write one row, keyed by `key`: each command's outcome is decided
+ * (`decide`, pure), the row of the first command of each key is inserted unless that key has one
+ * already, and only the commands whose row went in get their events. One statement for the batch.
+ */
+export async function oneRowEach<D, P, O>(
+  tx: Tx,
+  commands: readonly QueuedCommand<D, P>[],
+  spec: {
+    table: string;
+    /** The row's key columns, as `RETURNING` gives them back. */
+    keyColumns: string;
+    key(row: Record<string, unknown>): string;
+    decide(command: QueuedCommand<D, P>): O;
+    row(data: D, outcome: O, prepared: P): Record<string, unknown>;
+    events(data: D, outcome: O, prepared: P): AnyEmit[];
+  },
+): Promise<AnyEmit[][]> {
+  const decided = commands.map((c) => ({ c, outcome: spec.decide(c), row: undefined as Record<string, unknown> | undefined }));
+  for (const d of decided) d.row = spec.row(d.c.data, d.outcome, d.c.prepared);
+  const first = firstOfEach(decided, (d) => spec.key(d.row!));
+  const inserted = await insertNew(tx, spec.table, decided.filter((_, i) => first.has(i)).map((d) => d.row!), spec.keyColumns);
+  const written = new Set(inserted.map(spec.key));
+  return decided.map((d, i) => (first.has(i) && written.has(spec.key(d.row!)) ? spec.events(d.c.data, d.outcome, d.c.prepared) : []));
+}

@@ -1,8 +1,7 @@
 import type { ServiceSchema } from "moleculer";
 import { emit } from "../shared/catalogue.js";
 import type { FaultConfig } from "../shared/config.js";
-import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
-import { insertNew } from "../shared/database.js";
+import { oneRowEach, type ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { decideShipment } from "./shipping.domain.js";
 
@@ -10,37 +9,32 @@ export function shippingHandlers(faults: FaultConfig): ParticipantHandlers<"ship
   return {
     ScheduleShipment: {
       // one shipment row per order: a copy of the command, or one after a cancellation, finds it
-      async handleAll(tx, commands) {
-        const first = firstOfEach(commands, (c) => c.data.order_id);
+      handleAll: (tx, commands) => {
         const now = new Date();
-        const decided = commands.map((c) => ({ cmd: c.data, outcome: decideShipment(c.data, faults, now) }));
-        const inserted = await insertNew(
-          tx,
-          "shipping.shipments",
-          decided
-            .filter((_, i) => first.has(i))
-            .map(({ cmd, outcome }) => ({
-              order_id: cmd.order_id,
-              shipment_id: outcome.kind === "failed" ? null : outcome.shipment_id,
-              status: outcome.kind === "failed" ? "failed" : "scheduled",
-              carrier: outcome.kind === "failed" ? null : outcome.carrier,
-              estimated_delivery: outcome.kind === "failed" ? null : outcome.estimated_delivery,
-              postal_code: cmd.shipping_address.postal_code,
-            })),
-          "order_id",
-        );
-        const scheduled = new Set(inserted.map((r) => r.order_id as string));
-        return decided.map(({ cmd, outcome }, i) => {
-          if (!first.has(i) || !scheduled.has(cmd.order_id)) return []; // scheduled, failed or cancelled already
-          if (outcome.kind === "failed") return [emit("ShipmentFailed", { order_id: cmd.order_id, reason: outcome.reason })];
-          return [
-            emit("ShipmentScheduled", {
-              order_id: cmd.order_id,
-              shipment_id: outcome.shipment_id,
-              carrier: outcome.carrier,
-              estimated_delivery: outcome.estimated_delivery,
-            }),
-          ];
+        return oneRowEach(tx, commands, {
+          table: "shipping.shipments",
+          keyColumns: "order_id",
+          key: (row) => row.order_id as string,
+          decide: (c) => decideShipment(c.data, faults, now),
+          row: (cmd, outcome) => ({
+            order_id: cmd.order_id,
+            shipment_id: outcome.kind === "failed" ? null : outcome.shipment_id,
+            status: outcome.kind === "failed" ? "failed" : "scheduled",
+            carrier: outcome.kind === "failed" ? null : outcome.carrier,
+            estimated_delivery: outcome.kind === "failed" ? null : outcome.estimated_delivery,
+            postal_code: cmd.shipping_address.postal_code,
+          }),
+          events: (cmd, outcome) =>
+            outcome.kind === "failed"
+              ? [emit("ShipmentFailed", { order_id: cmd.order_id, reason: outcome.reason })]
+              : [
+                  emit("ShipmentScheduled", {
+                    order_id: cmd.order_id,
+                    shipment_id: outcome.shipment_id,
+                    carrier: outcome.carrier,
+                    estimated_delivery: outcome.estimated_delivery,
+                  }),
+                ],
         });
       },
     },
