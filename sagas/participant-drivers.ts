@@ -92,7 +92,8 @@ function run<C extends CommandType>(
         const commands = taking.map((m) => queued.get(m) as QueuedCommand<DataOf<C>> | undefined);
         if (commands.some((c) => !c)) throw new Error(`${consumer}: a message of the batch has no prepared command`);
         const outcome = await handler.handleAll(tx, commands as QueuedCommand<DataOf<C>>[]);
-        return new Map(taking.map((m, i) => [m, outcome[i] ?? []]));
+        if (outcome.length !== taking.length) throw new Error(`${consumer}: ${outcome.length} outcomes for ${taking.length} commands`);
+        return new Map(taking.map((m, i) => [m, outcome[i]!]));
       });
       return events.get(cause) ?? [];
     },
