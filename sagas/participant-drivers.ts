@@ -79,7 +79,7 @@ function run<C extends CommandType>(
     prepare: async () => {
       const data = await command();
       const next: QueuedCommand<DataOf<C>> = { data, prepared: handler.prepare ? await handler.prepare(data) : undefined };
-      queued.set(message, next);
+      if (handler.handleAll) queued.set(message, next);
       return next;
     },
     handle: async ({ tx, cause, batch, prepared }) => {

@@ -91,10 +91,12 @@ export async function oneRowEach<D, P, O>(
     events(data: D, outcome: O, prepared: P): AnyEmit[];
   },
 ): Promise<AnyEmit[][]> {
-  const decided = commands.map((c) => ({ c, outcome: spec.decide(c), row: undefined as Record<string, unknown> | undefined }));
-  for (const d of decided) d.row = spec.row(d.c.data, d.outcome, d.c.prepared);
-  const first = firstOfEach(decided, (d) => spec.key(d.row!));
-  const inserted = await insertNew(tx, spec.table, decided.filter((_, i) => first.has(i)).map((d) => d.row!), spec.keyColumns);
+  const decided = commands.map((c) => {
+    const outcome = spec.decide(c);
+    return { c, outcome, row: spec.row(c.data, outcome, c.prepared) };
+  });
+  const first = firstOfEach(decided, (d) => spec.key(d.row));
+  const inserted = await insertNew(tx, spec.table, decided.filter((_, i) => first.has(i)).map((d) => d.row), spec.keyColumns);
   const written = new Set(inserted.map(spec.key));
-  return decided.map((d, i) => (first.has(i) && written.has(spec.key(d.row!)) ? spec.events(d.c.data, d.outcome, d.c.prepared) : []));
+  return decided.map((d, i) => (first.has(i) && written.has(spec.key(d.row)) ? spec.events(d.c.data, d.outcome, d.c.prepared) : []));
 }

@@ -36,7 +36,6 @@ async function reserveAll(tx: Tx, orders: readonly { order_id: string; items: Li
   const available = new Map(stockRows.map((r) => [r.product_id as number, r.available as number]));
   const closed = new Set(seenRows.filter((r) => r.closed).map((r) => r.order_id as string));
   const held = new Set(seenRows.filter((r) => r.held).map((r) => r.order_id as string));
-  const taken = new Map<number, number>();
   const reservations: { order_id: string; product_id: number; quantity: number; status: "reserved" | "released" }[] = [];
   const released: { order_id: string }[] = [];
 
@@ -55,7 +54,6 @@ async function reserveAll(tx: Tx, orders: readonly { order_id: string; items: Li
           // the lines taken go back, and the order is closed (as `release` does)
           for (const r of mine) {
             available.set(r.product_id, available.get(r.product_id)! + r.quantity);
-            taken.set(r.product_id, taken.get(r.product_id)! - r.quantity);
             r.status = "released";
           }
           released.push({ order_id });
@@ -67,7 +65,6 @@ async function reserveAll(tx: Tx, orders: readonly { order_id: string; items: Li
         return events;
       }
       available.set(line.product_id, left - line.quantity);
-      taken.set(line.product_id, (taken.get(line.product_id) ?? 0) + line.quantity);
       mine.push({ order_id, product_id: line.product_id, quantity: line.quantity, status: "reserved" });
       events.push(emit("StockReserved", { order_id, product_id: line.product_id, quantity: line.quantity, line: i + 1, lines: lines.length }));
     }
@@ -76,7 +73,10 @@ async function reserveAll(tx: Tx, orders: readonly { order_id: string; items: Li
     return events;
   });
 
-  const moved = [...taken].filter(([, n]) => n !== 0);
+  // what the batch holds now, per product: the lines still reserved
+  const taken = new Map<number, number>();
+  for (const r of reservations) if (r.status === "reserved") taken.set(r.product_id, (taken.get(r.product_id) ?? 0) + r.quantity);
+  const moved = [...taken];
   if (moved.length > 0) {
     await tx.query(
       `UPDATE warehouse.stock s SET available = s.available - d.n, reserved = s.reserved + d.n
