@@ -1,5 +1,6 @@
 import type { BenchResults, CellResult } from "./bench-results.js";
 import type { Chart } from "./bench-charts.js";
+import { foldStages } from "./consumer-stages.js";
 
 /**
  * report.md, report.html and the terminal's summary, all from one set of tables. Repetitions
@@ -71,6 +72,7 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       largest_rss_mb: Math.max(...g.map(largestRssMb)),
       cpu_ms_per_saga: medianOf(g.map(cpuMsPerSaga)),
       database_cpu_ms_per_saga: medianOf(g.map(databaseCpuMsPerSaga)),
+      stages: foldStages(g.map((c) => c.stages)),
     };
   });
 }
@@ -164,6 +166,18 @@ export function stepTable(cells: FoldedCell[]): Table {
   };
 }
 
+/** Consumers shown per cell in the stage table: the busiest, which hold the others back. */
+const STAGES_SHOWN = 3;
+
+export function stageTable(cells: FoldedCell[]): Table {
+  return {
+    headers: ["style", "transport", "scenario", "load", "consumer", "process", "busy %", "transactions/s", "messages/transaction"],
+    rows: cells.flatMap((c) =>
+      (c.stages ?? []).slice(0, STAGES_SHOWN).map((s) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadLabel(c), s.consumer, s.node, f(s.busy * 100, 0), f(s.transactions_per_s), f(s.messages_per_transaction)]),
+    ),
+  };
+}
+
 export function floorTable(r: BenchResults): Table {
   return {
     headers: ["transport", "request/reply hop ms", "channel hop ms", "commit ms", "database"],
@@ -207,6 +221,16 @@ const READING = `How to read it:
   accept = request due → OrderInitiated stored; each step = previous answer → this answer,
   orchestrated split into coordination (previous answer → the orchestrator's command stored)
   and participant (command → answer); answer = OrderConfirmed stored → the API's answer.
+- Busiest consumers: the share of the measured window each consumer spent in its transactions,
+  from the system's own counters (\`saga_consumer_*\` in /metrics). A consumer runs one
+  transaction at a time for the messages waiting for it, so under load it is a stage of a
+  pipeline: one near 100% is the stage that limits the cell's throughput, and its messages per
+  transaction show how much its batches absorb. Each consumer is named after its participant and
+  what it takes (\`warehouse:ReserveStock\`, or \`warehouse:OrderInitiated->ReserveStock\` when
+  choreographed); the orchestrator is one consumer for every reply. When the CPU runs out (a
+  process near a whole core, or all processes and the database near the machine's cores: see
+  Processes and CPU per saga), every consumer looks busy, since its transactions wait for the
+  CPU too; then the CPU, not the stage, is the limit.
 - The audit reads the cell's database after the system stopped: lost (accepted, unknown),
   stuck (not terminal after the drain), duplicated effects, stock conserved, no stock or money
   held by a cancelled order, every charge of a cancelled order refunded and no other refund.`;
@@ -238,6 +262,7 @@ export function renderMarkdown(r: BenchResults, charts: Chart[]): string {
     ``,
     markdownTable(stepTable(cells)),
     ``,
+    ...(cells.some((c) => c.stages?.length) ? [`## Busiest consumers`, ``, markdownTable(stageTable(cells)), ``] : []),
     `## Processes`,
     ``,
     markdownTable(processTable(cells)),
@@ -284,6 +309,7 @@ ${section("Floor (measured in this run)", Object.keys(r.floor).length ? htmlTabl
 ${section("Charts", charts.map((c) => `<figure class="chart" data-chart="${html(c.file)}"><figcaption>${html(c.title)}</figcaption>${c.svg.replace(/^<\?xml[^>]*>/, "")}</figure>`).join("\n"))}
 ${section("Every cell", `<div class="scroll">${htmlTable(cellTable(cells))}</div>`)}
 ${section("Where the time goes", `<div class="scroll">${htmlTable(stepTable(cells))}</div>`)}
+${cells.some((c) => c.stages?.length) ? section("Busiest consumers", `<div class="scroll">${htmlTable(stageTable(cells))}</div>`) : ""}
 ${section("Processes", `<div class="scroll">${htmlTable(processTable(cells))}</div>`)}
 ${cells.some((c) => c.unmeasured.length) ? section("Not measured", `<ul>${[...new Set(cells.flatMap((c) => c.unmeasured))].map((u) => `<li>${html(u)}</li>`).join("")}</ul>`) : ""}
 ${cells.some((c) => !c.audit.ok) ? section("Audit violations", `<ul>${cells.filter((c) => !c.audit.ok).map((c) => `<li>${html(c.key)}: ${html(c.audit.violations.join("; "))}</li>`).join("")}</ul>`) : ""}

@@ -2,6 +2,7 @@ import type { SagaMode, Transport } from "../services/shared/config.js";
 import type { Scenario } from "./bench-scenarios.js";
 import type { SagaCounts } from "./end-state-audit.js";
 import type { StepSplit } from "./saga-analysis.js";
+import type { ConsumerStage } from "./consumer-stages.js";
 import type { Topology } from "./system-under-test.js";
 
 /** The shape of results.json (one per run). */
@@ -42,6 +43,11 @@ export interface CellResult {
    * null on PGlite (inside the system's process) or a server on another machine.
    */
   database_cpu_s: number | null;
+  /**
+   * Each consumer's busy share of the measured window, the busiest first (consumer-stages.ts);
+   * null where the system's /metrics had no counters for it, absent in results of older runs.
+   */
+  stages?: ConsumerStage[] | null;
   floor_ms: number | null;
   x_floor: number | null;
   audit: { ok: boolean; violations: string[] };

@@ -17,6 +17,7 @@ import { backendCpuBetween, ownStats, type BackendCpu, type ProcessStats } from 
 import { ProgressDisplay } from "./progress-display.js";
 import { reachable } from "./reachable.js";
 import { analyseSagas, type SagaEvent } from "./saga-analysis.js";
+import { describeStage, readStageCounters, stagesBetween, type ConsumerStage } from "./consumer-stages.js";
 import { SystemUnderTest, type Topology } from "./system-under-test.js";
 
 const distDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
@@ -135,6 +136,7 @@ interface Measured {
   warmOutcomes: Outcome[];
   processes: CellResult["processes"];
   database_cpu_s: number | null;
+  stages: ConsumerStage[] | null;
 }
 
 async function applyLoad(
@@ -157,6 +159,8 @@ async function applyLoad(
   // a failed reading leaves the database's CPU unmeasured, not the cell
   const databaseBefore = await backendCpuOf().catch(() => null);
   const before = [...statsOf(), ownStats("bench (load generator)")];
+  const stagesBefore = await readStageCounters(target).catch(() => null);
+  const windowStart = performance.now();
   progress.start(label, "measured");
   const firstIndex = warmOutcomes.length + 1_000;
   const onProgress = (p: { done: number; histogram: hdr.Histogram }) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000);
@@ -165,9 +169,16 @@ async function applyLoad(
       ? await openLoop({ target, runId, scenario: cell.scenario, rate: cell.load.rate, durationS: o.durationS, firstIndex, drainS: DRAIN_S, onProgress })
       : await saturate({ target, scenario: cell.scenario, durationS: o.durationS, connections: cell.load.connections, firstIndex, onProgress });
   const after = [...statsOf(), ownStats("bench (load generator)")];
+  const stagesAfter = await readStageCounters(target).catch(() => null);
+  const stages = stagesBefore && stagesAfter ? stagesBetween(stagesBefore, stagesAfter, (performance.now() - windowStart) / 1000) : null;
   const databaseAfter = await backendCpuOf().catch(() => null);
-  return { load, warmOutcomes, processes: cpuDelta(before, after), database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter) };
+  return { load, warmOutcomes, processes: cpuDelta(before, after), database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter), stages };
 }
+
+const STAGES_UNMEASURED = "each consumer's busy time (the system's /metrics has no saga_consumer_* counters)";
+
+/** The progress line's note of the busiest consumer, where it was measured. */
+const busiest = (c: { stages?: ConsumerStage[] | null }) => (c.stages?.length ? `; busiest consumer ${describeStage(c.stages[0]!)}` : "");
 
 function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult, "key" | "sagas" | "audit" | "steps_ms" | "steps_split_ms" | "messages_per_saga" | "db_writes_per_saga" | "path" | "floor_ms" | "x_floor" | "compensation_latency_ms" | "unmeasured"> {
   const done = m.load.outcomes.filter((x) => x.status !== "pending");
@@ -189,6 +200,7 @@ function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult
     cancelled_sps: rate(done.filter((x) => x.status === "cancelled").length),
     processes: m.processes,
     database_cpu_s: m.database_cpu_s,
+    stages: m.stages,
     errors: m.load.errors,
   };
 }
@@ -286,6 +298,8 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
       try {
         const target: Target = { baseUrl: sut.baseUrl };
         const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats(), () => sut.backendCpu());
+        // name each consumer's process as the process table does ("all", "orders", …)
+        m.stages = m.stages?.map((st) => ({ ...st, node: st.node.replace(`${sut.namespace}-`, "") })) ?? null;
         ctx.progress.start(label, "draining");
         await drain(target, DRAIN_S);
         const processes = m.processes;
@@ -307,7 +321,10 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           path: { messages: analysis.path_messages, commits: analysis.path_commits ?? analysis.path_messages, request_reply_hops: 1 },
           processes,
           audit: { ok: inspected.audit.ok && Object.keys(m.load.errors).length === 0, violations: [...inspected.audit.violations, ...Object.entries(m.load.errors).map(([k, n]) => `${n} request(s) failed: ${k}`)] },
-          unmeasured: plan.databaseUrl && m.database_cpu_s === null ? ["the database's CPU (its PostgreSQL server is not on this machine, or /proc does not show its processes)"] : [],
+          unmeasured: [
+            ...(plan.databaseUrl && m.database_cpu_s === null ? ["the database's CPU (its PostgreSQL server is not on this machine, or /proc does not show its processes)"] : []),
+            ...(m.stages === null ? [STAGES_UNMEASURED] : []),
+          ],
           ...(sink ? { tracing: { exports: sink.exports, spans: sink.spans, bytes: sink.bytes } } : {}),
           ...(o.keepData ? { database: sut.database.location } : {}),
         };
@@ -320,7 +337,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
         };
         cells.push(result);
         ctx.progress.line(
-          `${label}: ${result.throughput_sps} sagas/s, p50 ${result.latency_ms.p50} ms, p99 ${result.latency_ms.p99} ms, ${result.x_floor ?? "–"}× floor, audit ${result.audit.ok ? "clean" : `FAILED: ${result.audit.violations.join("; ")}`}`,
+          `${label}: ${result.throughput_sps} sagas/s, p50 ${result.latency_ms.p50} ms, p99 ${result.latency_ms.p99} ms, ${result.x_floor ?? "–"}× floor, audit ${result.audit.ok ? "clean" : `FAILED: ${result.audit.violations.join("; ")}`}${busiest(result)}`,
         );
       } finally {
         await sut.dispose(o.keepData);
@@ -470,10 +487,11 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
               "database writes per saga (the bench has no access to the deployment's database)",
               "the floor and x_floor (the deployment's transport and database are not reachable from here)",
               "payments charged and refunded, reservations held (the audit reads orders, events and inventory through the API)",
+              ...(m.stages === null ? [STAGES_UNMEASURED] : []),
             ],
           };
           cells.push({ key: cellKey(partial), ...partial });
-          ctx.progress.line(`${label}: ${partial.throughput_sps} sagas/s, p50 ${partial.latency_ms.p50} ms, p99 ${partial.latency_ms.p99} ms, audit ${partial.audit.ok ? "clean" : `FAILED: ${violations.join("; ")}`}`);
+          ctx.progress.line(`${label}: ${partial.throughput_sps} sagas/s, p50 ${partial.latency_ms.p50} ms, p99 ${partial.latency_ms.p99} ms, audit ${partial.audit.ok ? "clean" : `FAILED: ${violations.join("; ")}`}${busiest(partial)}`);
         }
       }
     }

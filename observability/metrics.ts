@@ -13,6 +13,9 @@ export const METRIC = {
   consumed: "saga_messages_consumed_total",
   compensations: "saga_compensations_total",
   duration: "saga_duration_seconds",
+  stageBusy: "saga_consumer_busy_seconds_total",
+  stageTransactions: "saga_consumer_transactions_total",
+  stageMessages: "saga_consumer_transaction_messages_total",
 } as const;
 
 /** Ascending, as Prometheus expects them. */
@@ -44,6 +47,28 @@ function register(broker: ServiceBroker): void {
     description: "Checkout saga duration from OrderInitiated to its terminal event",
     labelNames: ["mode", "outcome"],
     buckets: DURATION_BUCKETS,
+  });
+  // A consumer runs one transaction at a time for the messages that wait for it, so under load
+  // it is a stage of a pipeline: busy seconds over wall seconds says how near it is to being the
+  // one that limits the rest (the bench reports it per cell), messages per transaction how much
+  // its batches absorb.
+  broker.metrics.register({
+    type: "counter",
+    name: METRIC.stageBusy,
+    description: "Seconds a consumer's transactions ran (committed or not), by consumer",
+    labelNames: ["consumer"],
+  });
+  broker.metrics.register({
+    type: "counter",
+    name: METRIC.stageTransactions,
+    description: "A consumer's committed transactions, by consumer",
+    labelNames: ["consumer"],
+  });
+  broker.metrics.register({
+    type: "counter",
+    name: METRIC.stageMessages,
+    description: "Messages a consumer's committed transactions took (handled or found in the inbox), by consumer",
+    labelNames: ["consumer"],
   });
 }
 
@@ -86,6 +111,15 @@ export function metricsMiddleware(enabled: boolean): Middleware {
   } as unknown as Middleware;
 }
 
+/** One transaction of a consumer: how long it ran and, when it committed, how many messages it took. */
+export function observeConsumerTransaction(broker: ServiceBroker, consumer: string, seconds: number, committedMessages: number | null): void {
+  if (!broker?.isMetricsEnabled()) return;
+  broker.metrics.increment(METRIC.stageBusy, { consumer }, seconds);
+  if (committedMessages === null) return;
+  broker.metrics.increment(METRIC.stageTransactions, { consumer });
+  broker.metrics.increment(METRIC.stageMessages, { consumer }, committedMessages);
+}
+
 /** Saga duration, observed once per checkout by the projection that sees it end. */
 export function observeSagaDuration(broker: ServiceBroker, mode: string, outcome: string, seconds: number): void {
   if (broker.isMetricsEnabled()) broker.metrics.observe(METRIC.duration, seconds, { mode, outcome });
@@ -109,6 +143,26 @@ const labelText = (labels: Record<string, string | number>) => {
   const parts = Object.entries(labels).map(([k, v]) => `${k}="${escape(v)}"`);
   return parts.length ? `{${parts.join(",")}}` : "";
 };
+
+/** One line of Prometheus text: a series and its value. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Reads the samples of Prometheus text (as `renderPrometheus` writes it; comments left out). */
+export function parsePrometheus(text: string): Sample[] {
+  return text
+    .split("\n")
+    .map((l) => /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({
+      name: m[1]!,
+      labels: Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c))])),
+      value: Number(m[3]),
+    }));
+}
 
 /** Prometheus text format (0.0.4) from the metric snapshots of several nodes. */
 export function renderPrometheus(nodes: { nodeID: string; metrics: MetricSnapshot[] }[], gauges: MetricSnapshot[] = []): string {

@@ -80,6 +80,15 @@ describe("npm run bench", () => {
       expect(c.floor_ms).toBeGreaterThan(0);
       expect(c.x_floor).toBeGreaterThan(0);
       expect(c.audit).toEqual({ ok: true, violations: [] });
+      // each consumer's share of the window, from the system's /metrics
+      expect(c.stages?.length, c.key).toBeGreaterThan(3);
+      for (const s of c.stages!) {
+        expect(s.node).toBe("all");
+        expect(s.busy).toBeGreaterThanOrEqual(0);
+        expect(s.busy).toBeLessThan(1);
+      }
+      expect(c.stages!.map((s) => s.busy)).toEqual([...c.stages!.map((s) => s.busy)].sort((a, b) => b - a));
+      expect(c.stages!.some((s) => s.consumer === "saga-orchestrator")).toBe(c.mode === "orchestrated");
     }
     // the orchestrator's commands are stored messages too: more per saga than choreography
     const per = Object.fromEntries(results.cells.map((c) => [c.mode, c.messages_per_saga]));
@@ -89,6 +98,8 @@ describe("npm run bench", () => {
     expect(results.floor.memory).toMatchObject({ database: "pglite" });
     expect(results.meta).toMatchObject({ node: process.version, machine: { cpus: os.cpus().length } });
     expect(stdout).toContain("audit clean in all 2 cell(s)");
+    expect(stdout).toMatch(/busiest consumer \S+ \d+% busy/);
+    expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/## Busiest consumers\n\n\| style \| transport/);
   });
 
   it("renders every chart with axes and data in a real browser", () => {

@@ -1,28 +1,12 @@
 import { METRIC } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CheckoutHarness } from "./support/checkout-harness.js";
+import { parsePrometheus as parse, type Sample } from "../observability/metrics.js";
 
 /**
  * The metrics middleware counts every message out and in. After a run of successes and
  * failures, /metrics agrees with the event store.
  */
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-function parse(text: string): Sample[] {
-  return text
-    .split("\n")
-    .filter((l) => l && !l.startsWith("#"))
-    .map((l) => {
-      const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(l)!;
-      const labels = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1]!, x[2]!]));
-      return { name: m[1]!, labels, value: Number(m[3]) };
-    });
-}
 
 const sum = (samples: Sample[], name: string, labels: Record<string, string>) =>
   samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((n, s) => n + s.value, 0);
@@ -99,6 +83,20 @@ describe.each(["orchestrated", "choreographed"] as const)("/metrics after succes
       expect(s.labels.outcome, JSON.stringify(s.labels)).not.toBe("dead-lettered");
       // in memory each consumer group gets each message of its channel once
       expect(sum(consumed, s.name, { consumer: s.labels.consumer!, type: s.labels.type! }), JSON.stringify(s.labels)).toBe(stored.get(s.labels.type!));
+    }
+  });
+
+  it("times each consumer's transactions, which took every message it handled or found in its inbox, once", () => {
+    const consumers = new Set(samples.filter((s) => s.name === "saga_messages_consumed_total").map((s) => s.labels.consumer!));
+    expect(consumers.size).toBeGreaterThan(5);
+    for (const consumer of consumers) {
+      const received = sum(samples, "saga_messages_consumed_total", { consumer, outcome: "handled" }) + sum(samples, "saga_messages_consumed_total", { consumer, outcome: "duplicate" });
+      const transactions = sum(samples, "saga_consumer_transactions_total", { consumer });
+      expect(sum(samples, "saga_consumer_transaction_messages_total", { consumer }), consumer).toBe(received);
+      if (received === 0) continue; // a reaction that never applied (skipped) opens no transaction
+      expect(transactions, consumer).toBeGreaterThan(0);
+      expect(transactions, consumer).toBeLessThanOrEqual(received);
+      expect(sum(samples, "saga_consumer_busy_seconds_total", { consumer }), consumer).toBeGreaterThan(0);
     }
   });
 

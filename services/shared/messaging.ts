@@ -5,6 +5,7 @@ import type pg from "pg";
 import { randomUUID } from "node:crypto";
 import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyNewMessage } from "./catalogue.js";
 import { inCurrentTrace } from "../../observability/tracing.js";
+import { observeConsumerTransaction } from "../../observability/metrics.js";
 import type { EnvelopeFactory } from "../messaging/envelope-factory.js";
 import type { Config } from "./config.js";
 import { withTransaction, type Tx } from "./database.js";
@@ -303,6 +304,18 @@ export const MAX_BATCH = 64;
  * already in the inbox (a redelivery, or two copies in one batch) is a duplicate and runs nothing.
  */
 async function handleBatch(deps: ConsumerDeps, consumer: string, items: readonly Batched[]): Promise<("handled" | "duplicate")[]> {
+  const started = performance.now();
+  let committedMessages: number | null = null;
+  try {
+    const outcomes = await runBatch(deps, consumer, items);
+    committedMessages = items.length;
+    return outcomes;
+  } finally {
+    observeConsumerTransaction(deps.broker, consumer, (performance.now() - started) / 1000, committedMessages);
+  }
+}
+
+async function runBatch(deps: ConsumerDeps, consumer: string, items: readonly Batched[]): Promise<("handled" | "duplicate")[]> {
   return withTransaction(deps.pool, async (tx) => {
     const checkouts = [...new Set(items.map((i) => i.message.correlation_id))].sort();
     const { rows } = await tx.query(CLAIM, [consumer, items.map((i) => i.message.event_id), checkouts]);

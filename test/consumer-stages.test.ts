@@ -1,0 +1,49 @@
+import { describe, expect, it } from "vitest";
+import { parsePrometheus, renderPrometheus } from "../observability/metrics.js";
+import { foldStages, stagesBetween, type StageCounters } from "../bench/consumer-stages.js";
+
+/**
+ * The bench's reading of each consumer's busy share: counters as the gateway's /metrics writes
+ * them, read back, and the difference over a window.
+ */
+
+const counters = (values: Record<string, [number, number, number]>): StageCounters =>
+  new Map(Object.entries(values).map(([consumer, [busy_s, transactions, messages]]) => [`n1\u0000${consumer}`, { consumer, node: "n1", busy_s, transactions, messages }]));
+
+describe("consumer stages", () => {
+  it("reads back what /metrics writes, labels with quotes, backslashes and line breaks included", () => {
+    const odd = 'warehouse:"Reserve"\\Stock\nnext';
+    const text = renderPrometheus([
+      {
+        nodeID: "ns-all",
+        metrics: [
+          { type: "counter", name: "saga_consumer_busy_seconds_total", values: [{ labels: { consumer: odd }, value: 1.25 }] },
+          { type: "histogram", name: "saga_duration_seconds", values: [{ labels: { mode: "orchestrated" }, buckets: { "0.5": 2, "1": 3 }, count: 3, sum: 1.7 }] },
+        ],
+      },
+    ]);
+    const samples = parsePrometheus(text);
+    expect(samples.find((s) => s.name === "saga_consumer_busy_seconds_total")).toEqual({ name: "saga_consumer_busy_seconds_total", labels: { consumer: odd, node: "ns-all" }, value: 1.25 });
+    expect(samples.filter((s) => s.name === "saga_duration_seconds_bucket").map((s) => [s.labels.le, s.value])).toEqual([["0.5", 2], ["1", 3], ["+Inf", 3]]);
+  });
+
+  it("gives each consumer's busy share, transactions and batch size over the window, the busiest first", () => {
+    const before = counters({ orchestrator: [10, 100, 900], warehouse: [4, 50, 50] });
+    const after = counters({ orchestrator: [19.5, 200, 2900], warehouse: [6, 150, 350], payments: [1, 10, 10] });
+    expect(stagesBetween(before, after, 10)).toEqual([
+      { consumer: "orchestrator", node: "n1", busy: 0.95, transactions_per_s: 10, messages_per_transaction: 20 },
+      { consumer: "warehouse", node: "n1", busy: 0.2, transactions_per_s: 10, messages_per_transaction: 3 },
+      // first seen during the window: counted from zero
+      { consumer: "payments", node: "n1", busy: 0.1, transactions_per_s: 1, messages_per_transaction: 1 },
+    ]);
+    // idle over the window: left out
+    expect(stagesBetween(after, after, 10)).toEqual([]);
+  });
+
+  it("folds repetitions into each consumer's medians, idle repetitions as zero", () => {
+    const run = (busy: number, perTx: number) => [{ consumer: "c", node: "n1", busy, transactions_per_s: 5, messages_per_transaction: perTx }];
+    expect(foldStages([run(0.5, 4), run(0.9, 8), run(0.7, 6)])).toEqual([{ consumer: "c", node: "n1", busy: 0.7, transactions_per_s: 5, messages_per_transaction: 6 }]);
+    expect(foldStages([run(0.9, 8), [], []])![0]).toMatchObject({ busy: 0, transactions_per_s: 0, messages_per_transaction: 8 });
+    expect(foldStages([null, undefined])).toBeNull();
+  });
+});
