@@ -1,7 +1,7 @@
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import type { TopLevelSpec } from "vega-lite";
-import type { CellResult } from "./bench-results.js";
+import { ofMaxLabel, type CellResult } from "./bench-results.js";
 import type { FoldedCell } from "./bench-report.js";
 
 /**
@@ -18,8 +18,8 @@ export interface Chart {
 
 const MODE_COLORS = { domain: ["orchestrated", "choreographed"], range: ["#4c78a8", "#f58518"] };
 const label = (c: CellResult) => `${c.transport}/${c.scenario}`;
-/** A cell's load in a chart's labels: its rate, or its clients when it is closed-loop. */
-const loadName = (c: CellResult) => (c.load.kind === "open" ? `@${c.load.rate}/s` : `closed ×${c.load.connections}`);
+/** A cell's load in a chart's labels: its rate (or its fraction of the maximum, the same for both styles), or its clients when it is closed-loop. */
+const loadName = (c: CellResult) => (c.load.kind === "open" ? `@${ofMaxLabel(c.load) ?? `${c.load.rate}/s`}` : `closed ×${c.load.connections}`);
 
 async function render(spec: TopLevelSpec): Promise<string> {
   const compiled = vl.compile({ ...spec, config: { font: "sans-serif", ...(spec.config ?? {}) } }).spec;
@@ -59,7 +59,7 @@ export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
   const charts: Chart[] = [];
 
   const percentileRows = open.flatMap((c) =>
-    (["p50", "p90", "p99", "p999"] as const).map((p) => ({ cell: `${label(c)} @${c.load.rate}/s`, mode: c.mode, percentile: p === "p999" ? "p99.9" : p, ms: c.latency_ms[p] })),
+    (["p50", "p90", "p99", "p999"] as const).map((p) => ({ cell: `${label(c)} ${loadName(c)}`, mode: c.mode, percentile: p === "p999" ? "p99.9" : p, ms: c.latency_ms[p] })),
   );
   if (percentileRows.length) {
     charts.push({
@@ -184,7 +184,7 @@ export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
     .flatMap((c) =>
       Object.entries(c.steps_ms).flatMap(([step, ms], order) => {
         const split = c.steps_split_ms[step];
-        const row = { cell: `${c.transport} @${c.load.rate}/s`, mode: c.mode };
+        const row = { cell: `${c.transport} ${loadName(c)}`, mode: c.mode };
         if (!split) return [{ ...row, segment: step, ms, order: order * 2 }];
         return [
           { ...row, segment: `${step}: coordination`, ms: split.coordination_ms, order: order * 2 },

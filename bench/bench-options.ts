@@ -26,6 +26,10 @@ The load
                         scenario that finds the most completed checkouts/s (default on)
   --connections LIST    closed-loop clients, one closed-loop cell per count (default 32); more
                         clients make bigger batches: 32,128 shows how far that goes
+  --of-max LIST         open-loop happy cells at these fractions of each style's maximum, its
+                        most completed checkouts/s in the closed-loop cells just run on the same
+                        transport: the latency at a load the system can carry (default 0.5;
+                        none with --quick or --no-saturate; "none" for none)
   --repeat N            repetitions of every cell, styles interleaved A/B/A/B (default 1)
 The rest
   --tracing on|off      run the system with the OpenTelemetry SDK exporting to a local sink (default off)
@@ -57,6 +61,8 @@ export interface BenchOptions {
   saturate: boolean;
   /** One closed-loop cell per count. */
   connections: number[];
+  /** Open-loop cells at these fractions of each style's measured maximum (needs `saturate`). */
+  ofMax: number[];
   repeat: number;
   tracing: boolean;
   out?: string;
@@ -105,6 +111,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
         saturate: { type: "boolean" },
         "no-saturate": { type: "boolean" },
         connections: { type: "string" },
+        "of-max": { type: "string" },
         repeat: { type: "string" },
         tracing: { type: "string" },
         out: { type: "string" },
@@ -133,6 +140,20 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const topology = v.topology === undefined ? undefined : list("--topology", v.topology, ["single", "cluster"] as const)![0];
   if (v.tracing !== undefined && v.tracing !== "on" && v.tracing !== "off") throw new UsageError(`--tracing: expected on or off, got "${v.tracing}"`);
   const rates = v.rates?.split(",").map((r) => positive("--rates", r.trim(), 1)) ?? (quick ? [10] : [10, 20]);
+  const saturate = v["no-saturate"] ? false : (v.saturate ?? true);
+  const ofMax =
+    v["of-max"] === undefined
+      ? saturate && !quick
+        ? [0.5]
+        : []
+      : v["of-max"].trim() === "none"
+        ? []
+        : v["of-max"].split(",").map((x) => {
+            const f = positive("--of-max", x.trim(), 0.5);
+            if (f > 1) throw new UsageError(`--of-max: a fraction of the maximum is at most 1, got "${x.trim()}"`);
+            return f;
+          });
+  if (ofMax.length > 0 && !saturate) throw new UsageError("--of-max needs the closed-loop cells that measure the maximum: leave out --no-saturate");
   if (v.target !== undefined) {
     try {
       new URL(v.target);
@@ -148,8 +169,9 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     rates,
     durationS: positive("--duration", v.duration, quick ? 5 : 10),
     warmupS: v.warmup === "0" ? 0 : positive("--warmup", v.warmup, quick ? 2 : 3),
-    saturate: v["no-saturate"] ? false : (v.saturate ?? true),
+    saturate,
     connections: v.connections?.split(",").map((c) => positive("--connections", c.trim(), 32, true)) ?? [32],
+    ofMax,
     repeat: positive("--repeat", v.repeat, 1, true),
     tracing: v.tracing === "on",
     out: v.out,

@@ -1,4 +1,4 @@
-import type { BenchResults, CellResult } from "./bench-results.js";
+import { ofMaxLabel, type BenchResults, type CellResult } from "./bench-results.js";
 import type { Chart } from "./bench-charts.js";
 import { foldStages } from "./consumer-stages.js";
 
@@ -78,7 +78,10 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
 }
 
 const f = (x: number | null | undefined, digits = 1) => (x === null || x === undefined ? "–" : Number(x.toFixed(digits)).toString());
-const loadLabel = (c: CellResult) => (c.load.kind === "open" ? `open ${c.load.rate}/s` : `closed ×${c.load.connections}`);
+/** Open-loop cells at a fraction of the maximum pair the two styles by that fraction (their rates differ). */
+const loadLabel = (c: CellResult) => (c.load.kind === "open" ? `open ${ofMaxLabel(c.load) ?? `${c.load.rate}/s`}` : `closed ×${c.load.connections}`);
+/** The label with the rate a cell at a fraction of the maximum ran at. */
+const loadWithRate = (c: CellResult) => loadLabel(c) + (c.load.of_max ? ` (${f(c.load.rate)}/s)` : "");
 const ratio = (a: number | null | undefined, b: number | null | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : "–");
 
 /** Orchestrated beside choreographed, per transport, scenario and load, with ratios. */
@@ -123,7 +126,7 @@ export function cellTable(cells: FoldedCell[]): Table {
       c.mode,
       `${c.transport}/${c.topology}`,
       c.scenario,
-      loadLabel(c) + (c.repeats > 1 ? ` (median of ${c.repeats}, p50 ${f(c.spread.p50[0])}–${f(c.spread.p50[1])})` : ""),
+      loadWithRate(c) + (c.repeats > 1 ? ` (median of ${c.repeats}, p50 ${f(c.spread.p50[0])}–${f(c.spread.p50[1])})` : ""),
       c.sagas.started,
       c.sagas.confirmed,
       c.sagas.cancelled,
@@ -156,7 +159,7 @@ export function stepTable(cells: FoldedCell[]): Table {
       c.mode,
       `${c.transport}/${c.topology}`,
       c.scenario,
-      loadLabel(c),
+      loadWithRate(c),
       ...steps.map((s) => {
         const split = c.steps_split_ms[s];
         if (c.steps_ms[s] === undefined) return "–";
@@ -173,7 +176,7 @@ export function stageTable(cells: FoldedCell[]): Table {
   return {
     headers: ["style", "transport", "scenario", "load", "consumer", "process", "busy %", "transactions/s", "messages/transaction"],
     rows: cells.flatMap((c) =>
-      (c.stages ?? []).slice(0, STAGES_SHOWN).map((s) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadLabel(c), s.consumer, s.node, f(s.busy * 100, 0), f(s.transactions_per_s), f(s.messages_per_transaction)]),
+      (c.stages ?? []).slice(0, STAGES_SHOWN).map((s) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadWithRate(c), s.consumer, s.node, f(s.busy * 100, 0), f(s.transactions_per_s), f(s.messages_per_transaction)]),
     ),
   };
 }
@@ -188,7 +191,7 @@ export function floorTable(r: BenchResults): Table {
 export function processTable(cells: FoldedCell[]): Table {
   return {
     headers: ["style", "transport", "scenario", "load", "process", "CPU s (measured window)", "peak RSS MB"],
-    rows: cells.flatMap((c) => c.processes.map((p) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadLabel(c), p.name, f(p.cpu_s, 2), f(p.peak_rss_mb, 0)])),
+    rows: cells.flatMap((c) => c.processes.map((p) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadWithRate(c), p.name, f(p.cpu_s, 2), f(p.peak_rss_mb, 0)])),
   };
 }
 

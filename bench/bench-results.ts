@@ -22,7 +22,8 @@ export interface CellResult {
   transport: Transport | "target";
   topology: Topology | "target";
   scenario: Scenario;
-  load: { kind: "open" | "closed"; rate: number; duration_s: number; connections?: number };
+  /** `of_max`: an open-loop cell at this fraction of the style's maximum measured in the same run (`--of-max`). */
+  load: { kind: "open" | "closed"; rate: number; duration_s: number; connections?: number; of_max?: number };
   repeat: number;
   sagas: SagaCounts;
   latency_ms: Percentiles;
@@ -82,4 +83,7 @@ export interface BenchResults {
 }
 
 export const cellKey = (c: Pick<CellResult, "mode" | "transport" | "topology" | "scenario" | "load">): string =>
-  `${c.mode}/${c.transport}/${c.topology}/${c.scenario}/${c.load.kind}@${c.load.kind === "open" ? c.load.rate : `c${c.load.connections}`}`;
+  `${c.mode}/${c.transport}/${c.topology}/${c.scenario}/${c.load.kind}@${c.load.kind === "closed" ? `c${c.load.connections}` : c.load.of_max ? `max×${c.load.of_max}` : c.load.rate}`;
+
+/** "50% of max" for a cell at a fraction of the maximum (`--of-max`), else undefined. */
+export const ofMaxLabel = (load: { of_max?: number }): string | undefined => (load.of_max ? `${Math.round(load.of_max * 100)}% of max` : undefined);

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import type * as hdr from "hdr-histogram-js";
 import type { SagaMode, Transport } from "../services/shared/config.js";
 import { needsSystemFaults, scenarioEnv, SCENARIOS, SEEDED_STOCK, type Scenario } from "./bench-scenarios.js";
-import { cellKey, type BenchResults, type CellResult, type FloorResult, type Percentiles } from "./bench-results.js";
+import { cellKey, ofMaxLabel, type BenchResults, type CellResult, type FloorResult, type Percentiles } from "./bench-results.js";
 import type { BenchOptions } from "./bench-options.js";
 import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
 import { measureCommitFloor, measureTransportFloor } from "./floor.js";
@@ -35,9 +35,29 @@ interface CellPlan {
   transport: Transport;
   topology: Topology;
   scenario: Scenario;
-  load: { kind: "open"; rate: number } | { kind: "closed"; connections: number };
+  /** `ofMax`: the rate is that fraction of the style's maximum, known once its closed-loop cells have run. */
+  load: { kind: "open"; rate: number; ofMax?: number } | { kind: "closed"; connections: number };
   repeat: number;
 }
+
+/**
+ * The rate of an open-loop cell at `fraction` of its style's maximum: the most completed
+ * sagas/s of the closed-loop cells already run for the same style, transport and scenario (the
+ * median of each client count's repetitions, then the best count). Null when none completed.
+ */
+export function rateAtFraction(done: readonly CellResult[], cell: Pick<CellPlan, "mode" | "transport" | "topology" | "scenario">, fraction: number): number | null {
+  const byCount = new Map<number, number[]>();
+  for (const c of done) {
+    if (c.load.kind !== "closed" || c.mode !== cell.mode || c.transport !== cell.transport || c.topology !== cell.topology || c.scenario !== cell.scenario) continue;
+    byCount.set(c.load.connections ?? 0, [...(byCount.get(c.load.connections ?? 0) ?? []), c.throughput_sps]);
+  }
+  const medians = [...byCount.values()].map((xs) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!);
+  const most = Math.max(0, ...medians);
+  return most > 0 ? Math.max(0.1, Math.round(most * fraction * 10) / 10) : null;
+}
+
+const loadText = (load: CellPlan["load"]) =>
+  load.kind === "closed" ? `closed×${load.connections}` : `${load.rate}/s${load.ofMax ? ` (${ofMaxLabel({ of_max: load.ofMax })})` : ""}`;
 
 export interface Plan {
   cells: CellPlan[];
@@ -82,6 +102,8 @@ export async function planRun(o: BenchOptions): Promise<Plan> {
       // --quick measures no broker's saturation: a smoke test of the path, not its ceiling
       if (o.saturate && scenario === "happy" && !(o.quick && transport !== "memory")) {
         for (const connections of o.connections) loads.push({ kind: "closed", connections });
+        // after the closed-loop cells, which measure the maximum they are a fraction of
+        for (const ofMax of o.ofMax) loads.push({ kind: "open", rate: 0, ofMax });
       }
       // styles interleaved A/B/A/B, every repetition of a cell next to the other style's
       for (const load of loads.splice(0)) {
@@ -191,7 +213,7 @@ function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult
     scenario: cell.scenario,
     load:
       cell.load.kind === "open"
-        ? { kind: "open", rate: cell.load.rate, duration_s: o.durationS }
+        ? { kind: "open", rate: cell.load.rate, duration_s: o.durationS, ...(cell.load.ofMax ? { of_max: cell.load.ofMax } : {}) }
         : { kind: "closed", rate: rate(done.length), duration_s: duration, connections: cell.load.connections },
     repeat: cell.repeat,
     latency_ms: percentiles(m.load.histogram),
@@ -232,6 +254,18 @@ function floorOf(r: Pick<CellResult, "path" | "topology">, floor: FloorResult | 
   return Math.round((r.path.request_reply_hops * rr + r.path.messages * floor.channel_hop_ms + r.path.commits * floor.commit_ms) * 1000) / 1000;
 }
 
+/** A cell at a fraction of the maximum gets its rate from the cells run before it; skipped (and said) when they measured none. */
+function resolveRate(cell: CellPlan, done: readonly CellResult[], skipped: Plan["skipped"], progress: ProgressDisplay): CellPlan | null {
+  if (cell.load.kind !== "open" || !cell.load.ofMax) return cell;
+  const rate = rateAtFraction(done, cell, cell.load.ofMax);
+  if (rate !== null) return { ...cell, load: { ...cell.load, rate } };
+  const what = `${cell.mode} ${cell.transport}/${cell.topology} ${cell.scenario} at ${ofMaxLabel({ of_max: cell.load.ofMax })}`;
+  const why = "no closed-loop cell of this style completed a saga, so its maximum is unknown";
+  skipped.push({ what, why });
+  progress.line(`skipped: ${what}: ${why}`);
+  return null;
+}
+
 export interface RunContext {
   options: BenchOptions;
   outDir: string;
@@ -265,12 +299,14 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
   const cells: CellResult[] = [];
   const logRoot = path.join(ctx.outDir, "logs");
   try {
-    for (const [i, cell] of plan.cells.entries()) {
+    for (const [i, planned] of plan.cells.entries()) {
       if (ctx.interrupted()) {
         plan.skipped.push({ what: `${plan.cells.length - i} cell(s)`, why: "interrupted" });
         break;
       }
-      const label = `[${i + 1}/${plan.cells.length}] ${cell.mode.padEnd(13)} ${cell.transport}/${cell.topology} ${cell.scenario} ${cell.load.kind === "open" ? `${cell.load.rate}/s` : `closed×${cell.load.connections}`}${o.repeat > 1 ? ` #${cell.repeat}` : ""}`;
+      const cell = resolveRate(planned, cells, plan.skipped, ctx.progress);
+      if (!cell) continue;
+      const label = `[${i + 1}/${plan.cells.length}] ${cell.mode.padEnd(13)} ${cell.transport}/${cell.topology} ${cell.scenario} ${loadText(cell.load)}${o.repeat > 1 ? ` #${cell.repeat}` : ""}`;
       ctx.progress.start(label, "starting");
       sink?.reset();
       const env: Record<string, string> = { ...scenarioEnv(cell.scenario, FAULT_SEED), RELAY_POLL_MS: "200" };
@@ -422,12 +458,17 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
   try {
     for (const scenario of scenarios) {
       const loads: CellPlan["load"][] = (scenario === "happy" ? o.rates : o.rates.slice(0, 1)).map((rate) => ({ kind: "open" as const, rate }));
-      if (o.saturate && scenario === "happy") for (const connections of o.connections) loads.push({ kind: "closed", connections });
+      if (o.saturate && scenario === "happy") {
+        for (const connections of o.connections) loads.push({ kind: "closed", connections });
+        for (const ofMax of o.ofMax) loads.push({ kind: "open", rate: 0, ofMax });
+      }
       for (const load of loads) {
         for (let repeat = 1; repeat <= o.repeat; repeat++) {
           if (ctx.interrupted()) break;
-          const cell: CellPlan = { mode, transport: "memory", topology: "single", scenario, load, repeat };
-          const label = `${mode} target ${scenario} ${load.kind === "open" ? `${load.rate}/s` : `closed×${load.connections}`}`;
+          // the target's cells are recorded as one process in memory (cellKey), whatever it runs
+          const cell = resolveRate({ mode, transport: "memory", topology: "single", scenario, load, repeat }, cells.map((c) => ({ ...c, transport: "memory", topology: "single" })), skipped, ctx.progress);
+          if (!cell) continue;
+          const label = `${mode} target ${scenario} ${loadText(cell.load)}`;
           const stockBefore = await stockOf();
           const m = await applyLoad(cell, target, o, ctx.progress, label, () => []);
           ctx.progress.start(label, "draining");

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseOptions, UsageError } from "../bench/bench-options.js";
-import { planRun } from "../bench/bench-runner.js";
+import { planRun, rateAtFraction } from "../bench/bench-runner.js";
+import type { CellResult } from "../bench/bench-results.js";
 
 /** The bench's command line, and the cells it plans from it (no system is started). */
 
@@ -21,6 +22,47 @@ describe("npm run bench -- --connections", () => {
     const { cells } = await planRun(o);
     const closed = cells.filter((c) => c.load.kind === "closed").map((c) => `${c.mode} ${c.scenario} ${c.load.kind === "closed" ? c.load.connections : ""}`);
     expect(closed.sort()).toEqual(["choreographed happy 128", "choreographed happy 32", "orchestrated happy 128", "orchestrated happy 32"]);
-    expect(cells.filter((c) => c.load.kind === "open")).toHaveLength(4);
+    expect(cells.filter((c) => c.load.kind === "open" && !c.load.ofMax)).toHaveLength(4);
+  });
+});
+
+describe("npm run bench -- --of-max", () => {
+  it("defaults to half the maximum, and to none where no closed-loop cell measures it", () => {
+    expect(parseOptions([], {}).ofMax).toEqual([0.5]);
+    expect(parseOptions(["--no-saturate"], {}).ofMax).toEqual([]);
+    expect(parseOptions(["--quick"], {}).ofMax).toEqual([]);
+    expect(parseOptions(["--of-max", "none"], {}).ofMax).toEqual([]);
+    expect(parseOptions(["--of-max", "0.25, 0.8"], {}).ofMax).toEqual([0.25, 0.8]);
+  });
+
+  it("refuses what is not a fraction, and a fraction of a maximum nothing measures", () => {
+    for (const bad of ["0", "1.5", "half", "0.5,"]) expect(() => parseOptions(["--of-max", bad], {}), bad).toThrow(UsageError);
+    expect(() => parseOptions(["--of-max", "0.5", "--no-saturate"], {})).toThrow(/leave out --no-saturate/);
+  });
+
+  it("plans each style's cells at a fraction after the closed-loop cells that measure its maximum", async () => {
+    const { cells } = await planRun(parseOptions(["--transports", "memory", "--scenarios", "happy,mixed", "--rates", "10", "--connections", "32,128", "--of-max", "0.5"], {}));
+    const name = (c: (typeof cells)[number]) => `${c.mode} ${c.scenario} ${c.load.kind === "closed" ? `closed ${c.load.connections}` : c.load.ofMax ? `max×${c.load.ofMax}` : `${c.load.rate}/s`}`;
+    const fractions = cells.flatMap((c, i) => (c.load.kind === "open" && c.load.ofMax ? [i] : []));
+    expect(fractions.map((i) => name(cells[i]!))).toEqual(["orchestrated happy max×0.5", "choreographed happy max×0.5"]);
+    const lastClosed = Math.max(...cells.flatMap((c, i) => (c.load.kind === "closed" ? [i] : [])));
+    expect(Math.min(...fractions)).toBeGreaterThan(lastClosed);
+  });
+
+  it("takes the rate from the style's best client count (the median of its repetitions), on the same transport", () => {
+    const closed = (mode: string, transport: string, connections: number, sps: number) =>
+      ({ mode, transport, topology: transport === "memory" ? "single" : "cluster", scenario: "happy", load: { kind: "closed", connections }, throughput_sps: sps }) as unknown as CellResult;
+    const done = [
+      closed("orchestrated", "memory", 32, 100),
+      closed("orchestrated", "memory", 32, 140),
+      closed("orchestrated", "memory", 32, 120),
+      closed("orchestrated", "memory", 128, 90),
+      closed("choreographed", "memory", 32, 400),
+      closed("orchestrated", "nats", 32, 300),
+    ];
+    const cell = { mode: "orchestrated", transport: "memory", topology: "single", scenario: "happy" } as const;
+    expect(rateAtFraction(done, cell, 0.5)).toBe(60);
+    expect(rateAtFraction(done, cell, 0.25)).toBe(30);
+    expect(rateAtFraction(done, { ...cell, transport: "amqp", topology: "cluster" }, 0.5)).toBeNull();
   });
 });
