@@ -213,7 +213,8 @@ const READING = `How to read it:
   has ended. In open-loop cells it counts from the moment each request was due, so a queue in
   the system shows up as latency instead of slowing the load down (no coordinated omission).
 - sagas/s counts sagas that reached a terminal state in the measured window; a closed-loop
-  ("closed ×N") cell keeps N checkouts in flight and gives the most this system completes.
+  ("closed ×N") cell keeps N checkouts in flight and gives the most this system completes; an
+  "open 50% of max" cell runs each style at half of its own closed-loop figure (--of-max).
 - × floor: the cell's p50 divided by its floor model, request/reply hops × hop time + messages
   on the path × channel hop time + commits on the path × commit time, with the counts taken from
   the cell's own event store (messages stored up to the terminal event, and the distinct
