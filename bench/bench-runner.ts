@@ -465,7 +465,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
       for (const load of loads) {
         for (let repeat = 1; repeat <= o.repeat; repeat++) {
           if (ctx.interrupted()) break;
-          // the target's cells are recorded as one process in memory (cellKey), whatever it runs
+          // planned as memory/single, recorded as target/target: the cells done are matched as planned
           const cell = resolveRate({ mode, transport: "memory", topology: "single", scenario, load, repeat }, cells.map((c) => ({ ...c, transport: "memory", topology: "single" })), skipped, ctx.progress);
           if (!cell) continue;
           const label = `${mode} target ${scenario} ${loadText(cell.load)}`;
