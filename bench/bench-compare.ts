@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { BenchResults } from "./bench-results.js";
+import type { BenchResults, CellResult } from "./bench-results.js";
 import { foldRepeats, markdownTable, textTable, type Table } from "./bench-report.js";
 
 /** `--compare A B`: the change from run A to run B, cell by cell (matched by key). */
@@ -24,9 +24,12 @@ const change = (a: number, b: number) => {
 const changeOrDash = (a: number | null | undefined, b: number | null | undefined) =>
   a === null || a === undefined || b === null || b === undefined ? "–" : change(a, b).text;
 
+/** "saga-orchestrator 98%": the cell's busiest consumer, or null where it was not measured. */
+const busiestOf = (c: CellResult): string | null => (c.stages?.length ? `${c.stages[0]!.consumer} ${Math.round(c.stages[0]!.busy * 100)}%` : null);
+
 export interface Comparison {
   table: Table;
-  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; largestRssMb: [number, number] }[];
+  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; largestRssMb: [number, number]; busiest: [string | null, string | null] }[];
   onlyInA: string[];
   onlyInB: string[];
 }
@@ -35,7 +38,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
   const rows: Comparison["rows"] = [];
-  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "largest RSS MB", "audit A / B"], rows: [] };
+  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
     if (!cb) continue;
@@ -47,6 +50,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       cpuMsPerSaga: [ca.cpu_ms_per_saga, cb.cpu_ms_per_saga],
       databaseCpuMsPerSaga: [ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga],
       largestRssMb: [ca.largest_rss_mb, cb.largest_rss_mb],
+      busiest: [busiestOf(ca), busiestOf(cb)],
     });
     table.rows.push([
       key,
@@ -56,6 +60,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       changeOrDash(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga),
       changeOrDash(ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga),
       change(ca.largest_rss_mb, cb.largest_rss_mb).text,
+      `${busiestOf(ca) ?? "–"} → ${busiestOf(cb) ?? "–"}`,
       `${ca.audit.ok ? "clean" : "FAILED"} / ${cb.audit.ok ? "clean" : "FAILED"}`,
     ]);
   }

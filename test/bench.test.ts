@@ -172,6 +172,8 @@ describe("npm run bench", () => {
       expect(r.throughput[1] - r.throughput[0]).toBe(0);
       expect(r.largestRssMb[1] - r.largestRssMb[0]).toBe(0);
       expect(r.cpuMsPerSaga[0]).toBeGreaterThan(0);
+      expect(r.busiest[0]).toMatch(/^\S+ \d+%$/);
+      expect(r.busiest[1]).toBe(r.busiest[0]);
     }
     expect(cmp.stdout).toMatch(/±0\.0, ±0\.0%/);
     expect(cmp.stdout).toContain("largest RSS MB");
