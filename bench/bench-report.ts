@@ -1,6 +1,7 @@
 import { ofMaxLabel, type BenchResults, type CellResult } from "./bench-results.js";
 import type { Chart } from "./bench-charts.js";
 import { foldStages } from "./consumer-stages.js";
+import { median } from "./saga-analysis.js";
 
 /**
  * report.md, report.html and the terminal's summary, all from one set of tables. Repetitions
@@ -38,11 +39,6 @@ const medianOf = (xs: (number | null)[]) => {
   return known.length > 0 ? median(known) : null;
 };
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 
 /** One cell per key: the median of each figure across repetitions. */
 export function foldRepeats(cells: CellResult[]): FoldedCell[] {

@@ -16,7 +16,7 @@ import { OtlpSink } from "./otlp-sink.js";
 import { backendCpuBetween, ownStats, type BackendCpu, type ProcessStats } from "./process-stats.js";
 import { ProgressDisplay } from "./progress-display.js";
 import { reachable } from "./reachable.js";
-import { analyseSagas, type SagaEvent } from "./saga-analysis.js";
+import { analyseSagas, median, type SagaEvent } from "./saga-analysis.js";
 import { describeStage, readStageCounters, stagesBetween, type ConsumerStage } from "./consumer-stages.js";
 import { SystemUnderTest, type Topology } from "./system-under-test.js";
 
@@ -51,7 +51,7 @@ export function rateAtFraction(done: readonly CellResult[], cell: Pick<CellPlan,
     if (c.load.kind !== "closed" || c.mode !== cell.mode || c.transport !== cell.transport || c.topology !== cell.topology || c.scenario !== cell.scenario) continue;
     byCount.set(c.load.connections ?? 0, [...(byCount.get(c.load.connections ?? 0) ?? []), c.throughput_sps]);
   }
-  const medians = [...byCount.values()].map((xs) => [...xs].sort((a, b) => a - b)[(xs.length - 1) >> 1]!);
+  const medians = [...byCount.values()].map(median);
   const most = Math.max(0, ...medians);
   return most > 0 ? Math.max(0.1, Math.round(most * fraction * 10) / 10) : null;
 }

@@ -1,5 +1,6 @@
 import { METRIC, parsePrometheus } from "../observability/metrics.js";
 import type { Target } from "./load-generator.js";
+import { median } from "./saga-analysis.js";
 
 /**
  * How busy each consumer was over a cell's measured window, from the system's own counters
@@ -22,6 +23,8 @@ export interface ConsumerStage {
 /** Counters of each consumer at one moment, keyed by node and consumer. */
 export type StageCounters = Map<string, { consumer: string; node: string; busy_s: number; transactions: number; messages: number }>;
 
+const stageKey = (node: string, consumer: string) => `${node}\u0000${consumer}`;
+
 const FIELDS = { [METRIC.stageBusy]: "busy_s", [METRIC.stageTransactions]: "transactions", [METRIC.stageMessages]: "messages" } as const;
 
 /** Reads the counters from the target's /metrics; null when it has none (a system without them, or no answer). */
@@ -33,7 +36,7 @@ export async function readStageCounters(target: Target): Promise<StageCounters |
     const field = FIELDS[s.name as keyof typeof FIELDS];
     if (!field || !s.labels.consumer) continue;
     const node = s.labels.node ?? "";
-    const key = `${node}\u0000${s.labels.consumer}`;
+    const key = stageKey(node, s.labels.consumer);
     let c = counters.get(key);
     if (!c) counters.set(key, (c = { consumer: s.labels.consumer, node, busy_s: 0, transactions: 0, messages: 0 }));
     c[field] += s.value;
@@ -68,18 +71,12 @@ export function describeStage(s: ConsumerStage): string {
   return `${s.consumer} ${Math.round(s.busy * 100)}% busy${n === null ? "" : `, ${n} message${n === 1 ? "" : "s"} a transaction`}`;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
 /** Repetitions of one cell folded: each consumer's median figures; null when no repetition measured them. */
 export function foldStages(runs: readonly (ConsumerStage[] | null | undefined)[]): ConsumerStage[] | null {
   const measured = runs.filter((r): r is ConsumerStage[] => Array.isArray(r));
   if (measured.length === 0) return null;
   const byKey = new Map<string, ConsumerStage[]>();
-  for (const run of measured) for (const s of run) byKey.set(`${s.node}\u0000${s.consumer}`, [...(byKey.get(`${s.node}\u0000${s.consumer}`) ?? []), s]);
+  for (const run of measured) for (const s of run) byKey.set(stageKey(s.node, s.consumer), [...(byKey.get(stageKey(s.node, s.consumer)) ?? []), s]);
   return [...byKey.values()]
     .map((list) => {
       // a consumer idle in some repetitions counts as 0 there

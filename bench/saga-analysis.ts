@@ -37,7 +37,7 @@ export interface SagaAnalysis {
   sagas_seen: number;
 }
 
-const median = (xs: number[]): number => {
+export const median = (xs: number[]): number => {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
