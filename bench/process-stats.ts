@@ -52,6 +52,8 @@ export function onThisMachine(databaseUrl: string): boolean {
   const url = new URL(databaseUrl);
   const socket = url.searchParams.get("host");
   if (socket) return socket.startsWith("/");
+  // a socket directory may also stand in the host, percent-encoded (postgresql://u@%2Fvar%2Frun%2Fpostgresql/db)
+  if (decodeURIComponent(url.hostname).startsWith("/")) return true;
   return url.hostname === "" || LOCAL_HOSTS.has(url.hostname);
 }
 

@@ -18,6 +18,7 @@ describe("where the database's CPU can be read", () => {
     expect(onThisMachine("postgres://postgres@localhost/x")).toBe(true);
     expect(onThisMachine("postgres://postgres@[::1]:5432/x")).toBe(true);
     expect(onThisMachine("postgres:///x?host=/var/run/postgresql")).toBe(true);
+    expect(onThisMachine("postgresql://postgres@%2Fvar%2Frun%2Fpostgresql/x")).toBe(true);
     expect(onThisMachine("postgres://postgres@db.example.com:5432/x")).toBe(false);
     expect(onThisMachine("postgres://postgres@10.1.2.3/x")).toBe(false);
     // a server elsewhere is not asked at all
