@@ -22,6 +22,8 @@ export interface FoldedCell extends CellResult {
   cpu_ms_per_saga: number | null;
   /** The same for the database's PostgreSQL backends; null where not measured (PGlite: inside the system's CPU). */
   database_cpu_ms_per_saga: number | null;
+  /** Statements sent to the database over the measured window per completed saga (median); null where not measured. */
+  statements_per_saga: number | null;
 }
 
 /** The processes of the system under test (not the bench's own load generator). */
@@ -34,6 +36,10 @@ const perCompletedSaga = (c: CellResult, cpuS: number | null | undefined) => {
 };
 const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, systemCpuS(c));
 const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, c.database_cpu_s);
+const statementsPerSaga = (c: CellResult) => {
+  const completed = c.sagas.confirmed + c.sagas.cancelled;
+  return completed > 0 && c.db_statements !== null && c.db_statements !== undefined ? c.db_statements / completed : null;
+};
 const medianOf = (xs: (number | null)[]) => {
   const known = xs.filter((x): x is number => x !== null);
   return known.length > 0 ? median(known) : null;
@@ -68,6 +74,7 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       largest_rss_mb: Math.max(...g.map(largestRssMb)),
       cpu_ms_per_saga: medianOf(g.map(cpuMsPerSaga)),
       database_cpu_ms_per_saga: medianOf(g.map(databaseCpuMsPerSaga)),
+      statements_per_saga: medianOf(g.map(statementsPerSaga)),
       stages: foldStages(g.map((c) => c.stages)),
     };
   });
@@ -104,20 +111,21 @@ export function summaryTable(cells: FoldedCell[]): Table {
       ratio(o?.latency_ms.p99, c?.latency_ms.p99),
       `${f(o?.x_floor)} / ${f(c?.x_floor)}`,
       `${f(o?.messages_per_saga)} / ${f(c?.messages_per_saga)}`,
+      `${f(o?.statements_per_saga, 0)} / ${f(c?.statements_per_saga, 0)}`,
       `${f(o?.cpu_ms_per_saga)} / ${f(c?.cpu_ms_per_saga)}`,
       `${f(o?.database_cpu_ms_per_saga)} / ${f(c?.database_cpu_ms_per_saga)}`,
       [o, c].every((x) => !x || x.audit.ok) ? "clean" : "FAILED",
     ]);
   }
   return {
-    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "CPU ms/saga O / C", "DB CPU ms/saga O / C", "audit"],
+    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "DB stmts/saga O / C", "CPU ms/saga O / C", "DB CPU ms/saga O / C", "audit"],
     rows,
   };
 }
 
 export function cellTable(cells: FoldedCell[]): Table {
   return {
-    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "CPU s", "DB CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
+    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "DB stmts/saga", "CPU s", "DB CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
     rows: cells.map((c) => [
       c.mode,
       `${c.transport}/${c.topology}`,
@@ -136,6 +144,7 @@ export function cellTable(cells: FoldedCell[]): Table {
       c.compensation_latency_ms ? `${f(c.compensation_latency_ms.p50)} / ${f(c.compensation_latency_ms.p99)}` : "–",
       f(c.messages_per_saga),
       f(c.db_writes_per_saga),
+      f(c.statements_per_saga),
       f(systemCpuS(c), 2),
       f(c.database_cpu_s, 2),
       f(systemProcesses(c).reduce((s, p) => s + p.peak_rss_mb, 0), 0),
@@ -217,6 +226,10 @@ const READING = `How to read it:
   transactions that wrote them) and the times measured in this run. 1× would mean the saga costs
   nothing beyond moving its messages and committing its writes; the rest is queueing, the relay's
   wake-up, serialisation, validation and the services' own work.
+- DB stmts/saga: statements the system's processes sent to the database over the measured
+  window per completed saga (\`saga_db_statements_total\` in /metrics), BEGIN and COMMIT
+  included: each is a round trip, the unit a hop's cost is made of. Unlike CPU and latency it
+  does not depend on the machine's speed; it falls as batches grow.
 - Where the time goes: medians over the confirmed sagas, from the event store's timestamps.
   accept = request due → OrderInitiated stored; each step = previous answer → this answer,
   orchestrated split into coordination (previous answer → the orchestrator's command stored)

@@ -49,6 +49,11 @@ export interface CellResult {
    * null where the system's /metrics had no counters for it, absent in results of older runs.
    */
   stages?: ConsumerStage[] | null;
+  /**
+   * Statements all the system's processes sent to its database over the measured window, each a
+   * round trip (saga_db_statements_total); null where /metrics had none, absent in older results.
+   */
+  db_statements?: number | null;
   floor_ms: number | null;
   x_floor: number | null;
   audit: { ok: boolean; violations: string[] };

@@ -17,7 +17,7 @@ import { backendCpuBetween, ownStats, type BackendCpu, type ProcessStats } from 
 import { ProgressDisplay } from "./progress-display.js";
 import { reachable } from "./reachable.js";
 import { analyseSagas, median, type SagaEvent } from "./saga-analysis.js";
-import { describeStage, readStageCounters, stagesBetween, type ConsumerStage } from "./consumer-stages.js";
+import { describeStage, readSystemCounters, stagesBetween, statementsBetween, type ConsumerStage } from "./consumer-stages.js";
 import { SystemUnderTest, type Topology } from "./system-under-test.js";
 
 const distDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
@@ -159,6 +159,7 @@ interface Measured {
   processes: CellResult["processes"];
   database_cpu_s: number | null;
   stages: ConsumerStage[] | null;
+  db_statements: number | null;
 }
 
 async function applyLoad(
@@ -181,7 +182,7 @@ async function applyLoad(
   // a failed reading leaves the database's CPU unmeasured, not the cell
   const databaseBefore = await backendCpuOf().catch(() => null);
   const before = [...statsOf(), ownStats("bench (load generator)")];
-  const stagesBefore = await readStageCounters(target).catch(() => null);
+  const countersBefore = await readSystemCounters(target).catch(() => null);
   const windowStart = performance.now();
   progress.start(label, "measured");
   const firstIndex = warmOutcomes.length + 1_000;
@@ -191,13 +192,22 @@ async function applyLoad(
       ? await openLoop({ target, runId, scenario: cell.scenario, rate: cell.load.rate, durationS: o.durationS, firstIndex, drainS: DRAIN_S, onProgress })
       : await saturate({ target, scenario: cell.scenario, durationS: o.durationS, connections: cell.load.connections, firstIndex, onProgress });
   const after = [...statsOf(), ownStats("bench (load generator)")];
-  const stagesAfter = await readStageCounters(target).catch(() => null);
-  const stages = stagesBefore && stagesAfter ? stagesBetween(stagesBefore, stagesAfter, (performance.now() - windowStart) / 1000) : null;
+  const countersAfter = await readSystemCounters(target).catch(() => null);
+  const stages =
+    countersBefore?.stages && countersAfter?.stages ? stagesBetween(countersBefore.stages, countersAfter.stages, (performance.now() - windowStart) / 1000) : null;
   const databaseAfter = await backendCpuOf().catch(() => null);
-  return { load, warmOutcomes, processes: cpuDelta(before, after), database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter), stages };
+  return {
+    load,
+    warmOutcomes,
+    processes: cpuDelta(before, after),
+    database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter),
+    stages,
+    db_statements: statementsBetween(countersBefore, countersAfter),
+  };
 }
 
 const STAGES_UNMEASURED = "each consumer's busy time (the system's /metrics has no saga_consumer_* counters)";
+const STATEMENTS_UNMEASURED = "database statements per saga (the system's /metrics has no saga_db_statements_total)";
 
 /** The progress line's note of the busiest consumer, where it was measured. */
 const busiest = (c: { stages?: ConsumerStage[] | null }) => (c.stages?.length ? `; busiest consumer ${describeStage(c.stages[0]!)}` : "");
@@ -223,6 +233,7 @@ function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult
     processes: m.processes,
     database_cpu_s: m.database_cpu_s,
     stages: m.stages,
+    db_statements: m.db_statements,
     errors: m.load.errors,
   };
 }
@@ -360,6 +371,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           unmeasured: [
             ...(plan.databaseUrl && m.database_cpu_s === null ? ["the database's CPU (its PostgreSQL server is not on this machine, or /proc does not show its processes)"] : []),
             ...(m.stages === null ? [STAGES_UNMEASURED] : []),
+            ...(m.db_statements === null ? [STATEMENTS_UNMEASURED] : []),
           ],
           ...(sink ? { tracing: { exports: sink.exports, spans: sink.spans, bytes: sink.bytes } } : {}),
           ...(o.keepData ? { database: sut.database.location } : {}),
@@ -529,6 +541,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
               "the floor and x_floor (the deployment's transport and database are not reachable from here)",
               "payments charged and refunded, reservations held (the audit reads orders, events and inventory through the API)",
               ...(m.stages === null ? [STAGES_UNMEASURED] : []),
+              ...(m.db_statements === null ? [STATEMENTS_UNMEASURED] : []),
             ],
           };
           cells.push({ key: cellKey(partial), ...partial });

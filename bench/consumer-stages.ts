@@ -27,12 +27,22 @@ const stageKey = (node: string, consumer: string) => `${node}\u0000${consumer}`;
 
 const FIELDS = { [METRIC.stageBusy]: "busy_s", [METRIC.stageTransactions]: "transactions", [METRIC.stageMessages]: "messages" } as const;
 
-/** Reads the counters from the target's /metrics; null when it has none (a system without them, or no answer). */
-export async function readStageCounters(target: Target): Promise<StageCounters | null> {
+/** The system's counters the bench reads at both ends of a measured window. */
+export interface SystemCounters {
+  /** Each consumer's; null when /metrics has none (a system without them). */
+  stages: StageCounters | null;
+  /** Statements sent to the database by all the system's processes; null when /metrics has none. */
+  statements: number | null;
+}
+
+/** Reads the counters from the target's /metrics; null when it does not answer. */
+export async function readSystemCounters(target: Target): Promise<SystemCounters | null> {
   const res = await fetch(new URL("/metrics", target.baseUrl), { headers: target.apiKey ? { "x-api-key": target.apiKey } : {}, signal: AbortSignal.timeout(5_000) });
   if (!res.ok) return null;
   const counters: StageCounters = new Map();
+  let statements: number | null = null;
   for (const s of parsePrometheus(await res.text())) {
+    if (s.name === METRIC.statements) statements = (statements ?? 0) + s.value; // one series per process
     const field = FIELDS[s.name as keyof typeof FIELDS];
     if (!field || !s.labels.consumer) continue;
     const node = s.labels.node ?? "";
@@ -41,7 +51,12 @@ export async function readStageCounters(target: Target): Promise<StageCounters |
     if (!c) counters.set(key, (c = { consumer: s.labels.consumer, node, busy_s: 0, transactions: 0, messages: 0 }));
     c[field] += s.value;
   }
-  return counters.size > 0 ? counters : null;
+  return { stages: counters.size > 0 ? counters : null, statements };
+}
+
+/** Statements sent between two readings; null where either lacks them. */
+export function statementsBetween(before: SystemCounters | null, after: SystemCounters | null): number | null {
+  return before?.statements != null && after?.statements != null ? after.statements - before.statements : null;
 }
 
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;

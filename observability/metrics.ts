@@ -16,6 +16,7 @@ export const METRIC = {
   stageBusy: "saga_consumer_busy_seconds_total",
   stageTransactions: "saga_consumer_transactions_total",
   stageMessages: "saga_consumer_transaction_messages_total",
+  statements: "saga_db_statements_total",
 } as const;
 
 /** Ascending, as Prometheus expects them. */
@@ -70,6 +71,13 @@ function register(broker: ServiceBroker): void {
     description: "Messages a consumer's committed transactions took (handled or found in the inbox), by consumer",
     labelNames: ["consumer"],
   });
+  // Each statement is a round trip to the database, the unit a hop's cost is made of; counted by
+  // the database's pool (database.ts) and read from it whenever the metrics are listed.
+  broker.metrics.register({
+    type: "counter",
+    name: METRIC.statements,
+    description: "Statements this process sent to its database, each one round trip (BEGIN and COMMIT count)",
+  });
 }
 
 type SendToChannel = (channel: string, payload: unknown, opts?: object) => Promise<unknown>;
@@ -80,8 +88,13 @@ const typeOf = (msg: unknown): string => {
   return typeof t === "string" && (isEventType(t) || isCommandType(t)) ? t : "(malformed)";
 };
 
-/** Counts messages out and in. Without a metric registry it adds no hook. */
-export function metricsMiddleware(enabled: boolean): Middleware {
+type ActionHandler = (ctx: unknown) => Promise<unknown>;
+
+/**
+ * Counts messages out and in, and serves `statements` (the process's database statements so far)
+ * as a counter, read when the node's metrics are listed. Without a metric registry it adds no hook.
+ */
+export function metricsMiddleware(enabled: boolean, statements?: () => number): Middleware {
   if (!enabled) return { name: "SagaMetrics" } as unknown as Middleware;
   let broker: ServiceBroker;
   return {
@@ -89,6 +102,13 @@ export function metricsMiddleware(enabled: boolean): Middleware {
     created(b: ServiceBroker) {
       broker = b;
       register(b);
+    },
+    localAction(next: ActionHandler, action: { name: string }): ActionHandler {
+      if (action.name !== "$node.metrics" || !statements) return next;
+      return (ctx) => {
+        broker.metrics.set(METRIC.statements, statements());
+        return next(ctx);
+      };
     },
     sendToChannel(next: SendToChannel): SendToChannel {
       return async (channel, payload, opts) => {

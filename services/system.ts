@@ -145,7 +145,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     // later ones wrap earlier ones: tracing sees the metrics' work, fault injection wraps all
     middlewares: [
       channelsMiddleware(config),
-      metricsMiddleware(true),
+      metricsMiddleware(true, () => db.statements()),
       tracingMiddleware(config.transport),
       ...(config.duplicateDelivery ? [duplicateDeliveryMiddleware()] : []),
       ...MOLECULER_MIDDLEWARES,

@@ -89,6 +89,8 @@ describe("npm run bench", () => {
       }
       expect(c.stages!.map((s) => s.busy)).toEqual([...c.stages!.map((s) => s.busy)].sort((a, b) => b - a));
       expect(c.stages!.some((s) => s.consumer === "saga-orchestrator")).toBe(c.mode === "orchestrated");
+      // the statements the system sent over the window: every message handled took at least one
+      expect(c.db_statements! / (c.sagas.confirmed + c.sagas.cancelled), c.key).toBeGreaterThan(c.messages_per_saga);
     }
     // the orchestrator's commands are stored messages too: more per saga than choreography
     const per = Object.fromEntries(results.cells.map((c) => [c.mode, c.messages_per_saga]));
@@ -100,6 +102,7 @@ describe("npm run bench", () => {
     expect(stdout).toContain("audit clean in all 2 cell(s)");
     expect(stdout).toMatch(/busiest consumer \S+ \d+% busy/);
     expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/## Busiest consumers\n\n\| style \| transport/);
+    expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/\| DB stmts\/saga O \/ C \|/);
   });
 
   it("renders every chart with axes and data in a real browser", () => {

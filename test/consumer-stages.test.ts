@@ -1,6 +1,8 @@
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
 import { parsePrometheus, renderPrometheus } from "../observability/metrics.js";
-import { foldStages, stagesBetween, type StageCounters } from "../bench/consumer-stages.js";
+import { foldStages, readSystemCounters, stagesBetween, statementsBetween, type StageCounters } from "../bench/consumer-stages.js";
 
 /**
  * The bench's reading of each consumer's busy share: counters as the gateway's /metrics writes
@@ -45,5 +47,36 @@ describe("consumer stages", () => {
     expect(foldStages([run(0.5, 4), run(0.9, 8), run(0.7, 6)])).toEqual([{ consumer: "c", node: "n1", busy: 0.7, transactions_per_s: 5, messages_per_transaction: 6 }]);
     expect(foldStages([run(0.9, 8), [], []])![0]).toMatchObject({ busy: 0, transactions_per_s: 0, messages_per_transaction: 8 });
     expect(foldStages([null, undefined])).toBeNull();
+  });
+
+  it("reads the statements of every process of the system from /metrics, summed, and their change over a window", async () => {
+    const served = (statements: number[]) =>
+      renderPrometheus(
+        statements.map((n, i) => ({
+          nodeID: `ns-node${i}`,
+          metrics: [
+            { type: "counter", name: "saga_db_statements_total", values: [{ labels: {}, value: n }] },
+            { type: "counter", name: "saga_consumer_busy_seconds_total", values: [{ labels: { consumer: `c${i}` }, value: 1 }] },
+          ],
+        })),
+      );
+    let body = served([100, 20, 3]);
+    const server = http.createServer((_, res) => res.end(body));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const target = { baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+      const before = await readSystemCounters(target);
+      expect(before?.statements).toBe(123);
+      expect(before?.stages?.size).toBe(3);
+      body = served([150, 20, 13]);
+      expect(statementsBetween(before, await readSystemCounters(target))).toBe(60);
+      // a system whose /metrics has no such counter: not measured, rather than zero
+      body = renderPrometheus([{ nodeID: "n", metrics: [{ type: "counter", name: "saga_consumer_busy_seconds_total", values: [{ labels: { consumer: "c" }, value: 1 }] }] }]);
+      const without = await readSystemCounters(target);
+      expect(without?.statements).toBeNull();
+      expect(statementsBetween(before, without)).toBeNull();
+    } finally {
+      server.close();
+    }
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openDatabase } from "../services/shared/database.js";
+import { openDatabase, withTransaction } from "../services/shared/database.js";
 
 /** `npm start` on a fresh checkout: PGlite keeps its files in a directory that does not exist yet. */
 describe("embedded database on disk", () => {
@@ -23,6 +23,25 @@ describe("embedded database on disk", () => {
       expect(users.rows[0].n).toBe(1);
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe("statements counted by the database's pool", () => {
+  it("counts each statement sent, with and without parameters, BEGIN and COMMIT included", async () => {
+    const db = await openDatabase({});
+    try {
+      const before = db.statements();
+      expect(before).toBeGreaterThan(0); // the schema's migration
+      await db.pool.query("SELECT 1");
+      await db.pool.query("SELECT $1::int AS n", [2]);
+      await withTransaction(db.pool, async (tx) => {
+        await tx.query("SELECT count(*) FROM warehouse.stock WHERE product_id = $1", [101]);
+      });
+      await db.pool.query("SELECT nope FROM nowhere").catch(() => undefined); // a failed one was sent too
+      expect(db.statements() - before).toBe(6);
+    } finally {
+      await db.close();
     }
   });
 });

@@ -100,6 +100,15 @@ describe.each(["orchestrated", "choreographed"] as const)("/metrics after succes
     }
   });
 
+  it("serves the statements its process sent to the database, as the database's pool counted them", async () => {
+    const before = h.system.db.statements();
+    const served = sum(parse(await (await fetch(`${h.baseUrl}/metrics`)).text()), "saga_db_statements_total", {});
+    expect(before).toBeGreaterThan(0);
+    // read while the metrics were listed: no fewer than before, no more than after
+    expect(served).toBeGreaterThanOrEqual(before);
+    expect(served).toBeLessThanOrEqual(h.system.db.statements());
+  });
+
   it("counts compensations as the event store records them, one order cancellation per cancelled order", () => {
     expect(cancelled).toBe(3);
     expect(sum(samples, "saga_compensations_total", { step: "initiate" })).toBe(cancelled);

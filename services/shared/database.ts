@@ -22,12 +22,16 @@ let connections = 0;
  * follower's read; PGlite, in WebAssembly: 2.1 ms against 0.6 ms). The names are unique per
  * connection object: PGlite's one session outlives the pool's connections, and a reconnected
  * client must not prepare a name that session already holds.
+ *
+ * Every statement sent is counted in `sent` as well (BEGIN and COMMIT too): each is a round trip
+ * to the database, the unit a hop's cost is made of (the bench reports them per saga).
  */
-function prepareStatements(client: pg.PoolClient): void {
+function prepareStatements(client: pg.PoolClient, sent: { statements: number }): void {
   const id = ++connections;
   const names = new Map<string, string>();
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (config: unknown, values?: unknown, callback?: unknown) => {
+    sent.statements++;
     if (typeof config === "string" && Array.isArray(values) && values.length > 0) {
       let name = names.get(config);
       if (!name && names.size < MAX_PREPARED) names.set(config, (name = `q${id}_${names.size}`));
@@ -46,6 +50,8 @@ export interface Database {
   embedded: boolean;
   /** LISTEN/NOTIFY works across processes only on a real PostgreSQL server. */
   supportsListen: boolean;
+  /** Statements this process has sent through the pool so far, each one round trip (BEGIN and COMMIT count). */
+  statements(): number;
   close(): Promise<void>;
 }
 
@@ -118,7 +124,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
     pool.on("error", () => undefined); // idle-client errors surface on the next query instead
-    pool.on("connect", prepareStatements);
+    const sent = { statements: 0 };
+    pool.on("connect", (client) => prepareStatements(client, sent));
     await pool.query("SELECT 1");
     await migrate(pool);
     notifiers.set(pool, new CommitNotifier(pool));
@@ -127,6 +134,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       url: opts.databaseUrl,
       embedded: false,
       supportsListen: true,
+      statements: () => sent.statements,
       close: () => pool.end(),
     };
   }
@@ -187,13 +195,15 @@ async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): 
   const url = "pglite://in-process";
   const pool = new pg.Pool({ user: "postgres", database: "postgres", max: 1, stream: () => new PGliteStream(lite) } as pg.PoolConfig);
   pool.on("error", () => undefined);
-  pool.on("connect", prepareStatements);
+  const sent = { statements: 0 };
+  pool.on("connect", (client) => prepareStatements(client, sent));
   await migrate(pool);
   return {
     pool,
     url,
     embedded: true,
     supportsListen: false,
+    statements: () => sent.statements,
     async close() {
       await pool.end();
       await lite.close();
