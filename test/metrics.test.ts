@@ -71,6 +71,17 @@ describe.each(["orchestrated", "choreographed"] as const)("/metrics after succes
     for (const name of ["SagaMetrics", "ContextTracker", "Timeout", "ErrorHandler", "Validator"]) expect(middlewares).toContain(name);
   });
 
+  it("records no metric /metrics does not serve on each message: Moleculer's and its channels' own stay registered and empty", () => {
+    const list = (includes: string) => h.broker.metrics.list({ includes } as never) as { name: string; values: unknown[] }[];
+    const recorded = (includes: string) =>
+      list(includes).filter((m) => m.values.length > 0).map((m) => m.name);
+    // the channels middleware registers these and updates them on every message
+    expect(list("moleculer.channels.**").map((m) => m.name)).toEqual(expect.arrayContaining(["moleculer.channels.messages.total", "moleculer.channels.messages.time"]));
+    // per message: the channels' counters, gauge and histogram, the event bulkhead's gauges
+    for (const updatedPerMessage of ["moleculer.channels.**", "moleculer.event.**", "moleculer.transit.**"]) expect(recorded(updatedPerMessage)).toEqual([]);
+    expect(recorded("saga_*")).toEqual(expect.arrayContaining(["saga_messages_published_total", "saga_messages_consumed_total", "saga_consumer_busy_seconds_total"]));
+  });
+
   it("counts every stored message as published once, by type", () => {
     expect(stored.size).toBeGreaterThan(5);
     for (const [type, n] of stored) expect(sum(samples, "saga_messages_published_total", { type }), type).toBe(n);
