@@ -97,8 +97,9 @@ const SERVED = "saga_";
  * Metrics nobody reads are not recorded. With the registry enabled (for the saga metrics),
  * Moleculer and @moleculer/channels record their own on every message and packet: per channel a
  * sent and a received counter, an in-flight gauge up and down and a timing histogram with
- * quantiles, the bulkhead's gauges, the transit's packet counters. /metrics never serves them,
- * yet they cost about 5% of the CPU of a saga in one process at saturation (README: Performance).
+ * quantiles, the bulkhead's gauges, the transit's packet counters. /metrics never serves them;
+ * leaving them out took the CPU per saga in one process with 128 clients down by a quarter to a
+ * third (README: Performance, "Statements per saga, and metrics nobody reads").
  * Their registration stays (the libraries look their metrics up by name); their updates become
  * no-ops.
  */
