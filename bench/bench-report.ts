@@ -30,16 +30,15 @@ export interface FoldedCell extends CellResult {
 const systemProcesses = (c: CellResult) => c.processes.filter((p) => !p.name.startsWith("bench"));
 const systemCpuS = (c: CellResult) => systemProcesses(c).reduce((s, p) => s + p.cpu_s, 0);
 const largestRssMb = (c: CellResult) => Math.max(0, ...systemProcesses(c).map((p) => p.peak_rss_mb));
-const perCompletedSaga = (c: CellResult, cpuS: number | null | undefined) => {
+/** A cell's total over the measured window per completed saga; null when unmeasured or none completed. */
+const perCompletedSaga = (c: CellResult, total: number | null | undefined) => {
   const completed = c.sagas.confirmed + c.sagas.cancelled;
-  return completed > 0 && cpuS !== null && cpuS !== undefined ? (cpuS * 1000) / completed : null;
+  return completed > 0 && total !== null && total !== undefined ? total / completed : null;
 };
-const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, systemCpuS(c));
-const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, c.database_cpu_s);
-const statementsPerSaga = (c: CellResult) => {
-  const completed = c.sagas.confirmed + c.sagas.cancelled;
-  return completed > 0 && c.db_statements !== null && c.db_statements !== undefined ? c.db_statements / completed : null;
-};
+const ms = (s: number | null | undefined) => (s === null || s === undefined ? null : s * 1000);
+const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(systemCpuS(c)));
+const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(c.database_cpu_s));
+const statementsPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_statements);
 const medianOf = (xs: (number | null)[]) => {
   const known = xs.filter((x): x is number => x !== null);
   return known.length > 0 ? median(known) : null;

@@ -7,7 +7,8 @@ import { median } from "./saga-analysis.js";
  * (`/metrics`: the seconds its transactions ran, how many committed, the messages they took).
  * A consumer runs one transaction at a time, so under load it is a stage of a pipeline: one
  * near 100% busy is the stage that holds the rest back, and more clients or a faster database
- * will not move the cell's throughput past it.
+ * will not move the cell's throughput past it. The same reading gives the statements the
+ * system's processes sent to the database (`saga_db_statements_total`), for statements per saga.
  */
 
 export interface ConsumerStage {
