@@ -29,7 +29,7 @@ const busiestOf = (c: CellResult): string | null => (c.stages?.length ? `${c.sta
 
 export interface Comparison {
   table: Table;
-  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; statementsPerSaga: [number | null, number | null]; largestRssMb: [number, number]; busiest: [string | null, string | null] }[];
+  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; statementsPerSaga: [number | null, number | null]; walKbPerSaga: [number | null, number | null]; largestRssMb: [number, number]; busiest: [string | null, string | null] }[];
   onlyInA: string[];
   onlyInB: string[];
 }
@@ -38,7 +38,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
   const rows: Comparison["rows"] = [];
-  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "DB stmts/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
+  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "DB stmts/saga", "WAL KB/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
     if (!cb) continue;
@@ -50,6 +50,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       cpuMsPerSaga: [ca.cpu_ms_per_saga, cb.cpu_ms_per_saga],
       databaseCpuMsPerSaga: [ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga],
       statementsPerSaga: [ca.statements_per_saga, cb.statements_per_saga],
+      walKbPerSaga: [ca.wal_kb_per_saga, cb.wal_kb_per_saga],
       largestRssMb: [ca.largest_rss_mb, cb.largest_rss_mb],
       busiest: [busiestOf(ca), busiestOf(cb)],
     });
@@ -61,6 +62,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       changeOrDash(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga),
       changeOrDash(ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga),
       changeOrDash(ca.statements_per_saga, cb.statements_per_saga),
+      changeOrDash(ca.wal_kb_per_saga, cb.wal_kb_per_saga),
       change(ca.largest_rss_mb, cb.largest_rss_mb).text,
       `${busiestOf(ca) ?? "–"} → ${busiestOf(cb) ?? "–"}`,
       `${ca.audit.ok ? "clean" : "FAILED"} / ${cb.audit.ok ? "clean" : "FAILED"}`,

@@ -24,6 +24,8 @@ export interface FoldedCell extends CellResult {
   database_cpu_ms_per_saga: number | null;
   /** Statements sent to the database over the measured window per completed saga (median); null where not measured. */
   statements_per_saga: number | null;
+  /** Write-ahead log per completed saga, KB (median); null where not measured (PGlite). */
+  wal_kb_per_saga: number | null;
 }
 
 /** The processes of the system under test (not the bench's own load generator). */
@@ -39,6 +41,7 @@ const ms = (s: number | null | undefined) => (s === null || s === undefined ? nu
 const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(systemCpuS(c)));
 const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(c.database_cpu_s));
 const statementsPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_statements);
+const walKbPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_wal_bytes === null || c.db_wal_bytes === undefined ? null : c.db_wal_bytes / 1024);
 const medianOf = (xs: (number | null)[]) => {
   const known = xs.filter((x): x is number => x !== null);
   return known.length > 0 ? median(known) : null;
@@ -74,6 +77,7 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       cpu_ms_per_saga: medianOf(g.map(cpuMsPerSaga)),
       database_cpu_ms_per_saga: medianOf(g.map(databaseCpuMsPerSaga)),
       statements_per_saga: medianOf(g.map(statementsPerSaga)),
+      wal_kb_per_saga: medianOf(g.map(walKbPerSaga)),
       stages: foldStages(g.map((c) => c.stages)),
     };
   });
@@ -111,20 +115,21 @@ export function summaryTable(cells: FoldedCell[]): Table {
       `${f(o?.x_floor)} / ${f(c?.x_floor)}`,
       `${f(o?.messages_per_saga)} / ${f(c?.messages_per_saga)}`,
       `${f(o?.statements_per_saga, 0)} / ${f(c?.statements_per_saga, 0)}`,
+      `${f(o?.wal_kb_per_saga)} / ${f(c?.wal_kb_per_saga)}`,
       `${f(o?.cpu_ms_per_saga)} / ${f(c?.cpu_ms_per_saga)}`,
       `${f(o?.database_cpu_ms_per_saga)} / ${f(c?.database_cpu_ms_per_saga)}`,
       [o, c].every((x) => !x || x.audit.ok) ? "clean" : "FAILED",
     ]);
   }
   return {
-    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "DB stmts/saga O / C", "CPU ms/saga O / C", "DB CPU ms/saga O / C", "audit"],
+    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "DB stmts/saga O / C", "WAL KB/saga O / C", "CPU ms/saga O / C", "DB CPU ms/saga O / C", "audit"],
     rows,
   };
 }
 
 export function cellTable(cells: FoldedCell[]): Table {
   return {
-    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "DB stmts/saga", "CPU s", "DB CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
+    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "DB stmts/saga", "WAL KB/saga", "CPU s", "DB CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
     rows: cells.map((c) => [
       c.mode,
       `${c.transport}/${c.topology}`,
@@ -144,6 +149,7 @@ export function cellTable(cells: FoldedCell[]): Table {
       f(c.messages_per_saga),
       f(c.db_writes_per_saga),
       f(c.statements_per_saga),
+      f(c.wal_kb_per_saga),
       f(systemCpuS(c), 2),
       f(c.database_cpu_s, 2),
       f(systemProcesses(c).reduce((s, p) => s + p.peak_rss_mb, 0), 0),
@@ -229,6 +235,9 @@ const READING = `How to read it:
   window per completed saga (\`saga_db_statements_total\` in /metrics), BEGIN and COMMIT
   included: each is a round trip, the unit a hop's cost is made of. Unlike CPU and latency it
   does not depend on the machine's speed; it falls as batches grow.
+- WAL KB/saga: the write-ahead log PostgreSQL wrote over the measured window per completed saga
+  (its WAL position before and after; the whole server's): every row, index entry and commit
+  record the saga cost the database, again independent of the machine's speed. None on PGlite.
 - Where the time goes: medians over the confirmed sagas, from the event store's timestamps.
   accept = request due → OrderInitiated stored; each step = previous answer → this answer,
   orchestrated split into coordination (previous answer → the orchestrator's command stored)

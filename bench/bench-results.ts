@@ -54,6 +54,12 @@ export interface CellResult {
    * round trip (saga_db_statements_total); null where /metrics had none, absent in older results.
    */
   db_statements?: number | null;
+  /**
+   * Write-ahead log the PostgreSQL server wrote over the measured window, bytes (its WAL position
+   * before and after; the whole server's, the cell's database being the one at work); null on
+   * PGlite or where the server did not say, absent in older results.
+   */
+  db_wal_bytes?: number | null;
   floor_ms: number | null;
   x_floor: number | null;
   audit: { ok: boolean; violations: string[] };

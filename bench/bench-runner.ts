@@ -13,7 +13,7 @@ import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
 import { measureCommitFloor, measureTransportFloor } from "./floor.js";
 import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
 import { OtlpSink } from "./otlp-sink.js";
-import { backendCpuBetween, ownStats, type BackendCpu, type ProcessStats } from "./process-stats.js";
+import { backendCpuBetween, ownStats, walBetween, type BackendCpu, type ProcessStats } from "./process-stats.js";
 import { ProgressDisplay } from "./progress-display.js";
 import { reachable } from "./reachable.js";
 import { analyseSagas, median, type SagaEvent } from "./saga-analysis.js";
@@ -160,6 +160,7 @@ interface Measured {
   database_cpu_s: number | null;
   stages: ConsumerStage[] | null;
   db_statements: number | null;
+  db_wal_bytes: number | null;
 }
 
 async function applyLoad(
@@ -170,6 +171,7 @@ async function applyLoad(
   label: string,
   statsOf: () => ProcessStats[],
   backendCpuOf: () => Promise<BackendCpu | null> = async () => null,
+  walOf: () => Promise<number | null> = async () => null,
 ): Promise<Measured> {
   let warmOutcomes: Outcome[] = [];
   const runId = `bench-${randomBytes(4).toString("hex")}`;
@@ -181,6 +183,7 @@ async function applyLoad(
   }
   // a failed reading leaves the database's CPU unmeasured, not the cell
   const databaseBefore = await backendCpuOf().catch(() => null);
+  const walBefore = await walOf().catch(() => null);
   const before = [...statsOf(), ownStats("bench (load generator)")];
   const countersBefore = await readSystemCounters(target).catch(() => null);
   const windowStart = performance.now();
@@ -196,6 +199,7 @@ async function applyLoad(
   const stages =
     countersBefore?.stages && countersAfter?.stages ? stagesBetween(countersBefore.stages, countersAfter.stages, (performance.now() - windowStart) / 1000) : null;
   const databaseAfter = await backendCpuOf().catch(() => null);
+  const walAfter = await walOf().catch(() => null);
   return {
     load,
     warmOutcomes,
@@ -203,6 +207,7 @@ async function applyLoad(
     database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter),
     stages,
     db_statements: statementsBetween(countersBefore, countersAfter),
+    db_wal_bytes: walBetween(walBefore, walAfter),
   };
 }
 
@@ -234,6 +239,7 @@ function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult
     database_cpu_s: m.database_cpu_s,
     stages: m.stages,
     db_statements: m.db_statements,
+    db_wal_bytes: m.db_wal_bytes,
     errors: m.load.errors,
   };
 }
@@ -344,7 +350,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
       }
       try {
         const target: Target = { baseUrl: sut.baseUrl };
-        const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats(), () => sut.backendCpu());
+        const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats(), () => sut.backendCpu(), () => sut.walPosition());
         // name each consumer's process as the process table does ("all", "orders", …)
         m.stages = m.stages?.map((st) => ({ ...st, node: st.node.replace(`${sut.namespace}-`, "") })) ?? null;
         ctx.progress.start(label, "draining");
@@ -372,6 +378,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
             ...(plan.databaseUrl && m.database_cpu_s === null ? ["the database's CPU (its PostgreSQL server is not on this machine, or /proc does not show its processes)"] : []),
             ...(m.stages === null ? [STAGES_UNMEASURED] : []),
             ...(m.db_statements === null ? [STATEMENTS_UNMEASURED] : []),
+            ...(plan.databaseUrl && m.db_wal_bytes === null ? ["the write-ahead log written per saga (the server did not give its WAL position)"] : []),
           ],
           ...(sink ? { tracing: { exports: sink.exports, spans: sink.spans, bytes: sink.bytes } } : {}),
           ...(o.keepData ? { database: sut.database.location } : {}),

@@ -95,6 +95,29 @@ export function backendCpuBetween(before: BackendCpu | null, after: BackendCpu |
   return Math.round(total * 100) / 100;
 }
 
+/**
+ * The server's WAL insert position in bytes: two readings around a window give the write-ahead
+ * log written in it, a cost of the writes that does not depend on the machine's speed (every row,
+ * index entry and commit record). The position is the server's, so writes to its other databases
+ * in the window count too. Null where the server cannot say (a standby, or no connection).
+ */
+export async function readWalPosition(databaseUrl: string): Promise<number | null> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ bytes: string }>("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::text AS bytes");
+    return Number(rows[0]!.bytes);
+  } catch {
+    return null;
+  } finally {
+    await client.end();
+  }
+}
+
+/** WAL bytes between two positions; null when either is unknown. */
+export const walBetween = (before: number | null, after: number | null): number | null =>
+  before === null || after === null ? null : Math.max(0, after - before);
+
 /** User + system CPU seconds of a process, and its command name, from /proc/<pid>/stat. */
 function procStat(pid: number): { comm: string; cpu_s: number } | null {
   try {

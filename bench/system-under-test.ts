@@ -11,7 +11,7 @@ import { startService } from "../services/cluster.js";
 import { freshPostgresDatabase, type FreshDatabase } from "./fresh-database.js";
 import { removeNamespace } from "./broker-cleanup.js";
 import { SEEDED_STOCK } from "./bench-scenarios.js";
-import { readBackendCpu, readProcessStats, type BackendCpu, type ProcessStats } from "./process-stats.js";
+import { readBackendCpu, readWalPosition, readProcessStats, type BackendCpu, type ProcessStats } from "./process-stats.js";
 
 /**
  * One system under test, in child processes running the compiled build (dist/): `single` is one
@@ -159,6 +159,11 @@ export class SystemUnderTest {
    */
   backendCpu(): Promise<BackendCpu | null> {
     return this.database.fresh ? readBackendCpu(this.database.fresh.url) : Promise.resolve(null);
+  }
+
+  /** The PostgreSQL server's WAL position (bytes); null on PGlite. */
+  walPosition(): Promise<number | null> {
+    return this.database.fresh ? readWalPosition(this.database.fresh.url) : Promise.resolve(null);
   }
 
   /** Stops every process (SIGTERM, then SIGKILL after 15 s). */

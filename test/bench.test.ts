@@ -77,6 +77,8 @@ describe("npm run bench", () => {
       expect(c.processes.map((p) => p.name)).toContain("all");
       // PGlite runs inside the system's process: its CPU is in "all", not counted apart
       expect(c.database_cpu_s).toBeNull();
+      // and writes no WAL of PostgreSQL's that a position could show
+      expect(c.db_wal_bytes).toBeNull();
       expect(c.floor_ms).toBeGreaterThan(0);
       expect(c.x_floor).toBeGreaterThan(0);
       expect(c.audit).toEqual({ ok: true, violations: [] });
@@ -102,7 +104,7 @@ describe("npm run bench", () => {
     expect(stdout).toContain("audit clean in all 2 cell(s)");
     expect(stdout).toMatch(/busiest consumer \S+ \d+% busy/);
     expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/## Busiest consumers\n\n\| style \| transport/);
-    expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/\| DB stmts\/saga O \/ C \|/);
+    expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/\| DB stmts\/saga O \/ C \| WAL KB\/saga O \/ C \|/);
   });
 
   it("renders every chart with axes and data in a real browser", () => {

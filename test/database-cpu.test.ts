@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { backendCpuBetween, onThisMachine, readBackendCpu } from "../bench/process-stats.js";
+import { backendCpuBetween, onThisMachine, readBackendCpu, readWalPosition, walBetween } from "../bench/process-stats.js";
 import { foldRepeats, summaryTable } from "../bench/bench-report.js";
 import type { CellResult } from "../bench/bench-results.js";
 import { available, freshPostgresDatabase } from "./support/infrastructure.js";
@@ -61,6 +61,18 @@ describe.skipIf(!reachable)("the CPU of one database's backends (PostgreSQL on t
     expect(backendCpuBetween(before, after)).toBeGreaterThan(0);
   });
 
+  it("reads the write-ahead log written between two readings: at least what a durable insert of known size wrote", async () => {
+    await mine.query("CREATE TABLE IF NOT EXISTS wal_probe (v text NOT NULL)");
+    const before = await readWalPosition(url);
+    expect(before).toBeGreaterThan(0);
+    // 200 rows of 1 KB each: their WAL records hold every byte of them (incompressible text)
+    await mine.query("INSERT INTO wal_probe SELECT string_agg(md5(random()::text), '') FROM generate_series(1, 200) g, generate_series(1, 32) k GROUP BY g");
+    const after = await readWalPosition(url);
+    expect(walBetween(before, after)).toBeGreaterThan(200 * 1024);
+    expect(walBetween(null, after)).toBeNull();
+    expect(walBetween(before, null)).toBeNull();
+  });
+
   it("counts a backend that started between the readings from zero, and none without a reading", () => {
     expect(backendCpuBetween(new Map([[1, 2.5]]), new Map([[1, 3.0], [2, 0.25]]))).toBe(0.75);
     expect(backendCpuBetween(null, new Map([[1, 1]]))).toBeNull();
@@ -106,5 +118,10 @@ describe("the report's cost per saga", () => {
     const row = table.rows[0]!;
     expect(row[table.headers.indexOf("CPU ms/saga O / C")]).toBe("7 / 5");
     expect(row[table.headers.indexOf("DB CPU ms/saga O / C")]).toBe("5.5 / –");
+  });
+
+  it("shows the write-ahead log per completed saga in KB, and – where it was not measured", () => {
+    const table = summaryTable(foldRepeats([{ ...cell("orchestrated", 7, 5.5), db_wal_bytes: 1000 * 38 * 1024 }, cell("choreographed", 5, null)]));
+    expect(table.rows[0]![table.headers.indexOf("WAL KB/saga O / C")]).toBe("38 / –");
   });
 });
