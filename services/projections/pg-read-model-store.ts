@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS read_model.orders (
   saga_mode      TEXT,
   started_at     TIMESTAMPTZ NOT NULL,
   doc            JSONB NOT NULL
-);
+) WITH (fillfactor = 50); -- rewritten at every event: room for HOT updates
 CREATE INDEX IF NOT EXISTS read_orders_user_idx ON read_model.orders (user_id, started_at DESC, order_id DESC);
 CREATE INDEX IF NOT EXISTS read_orders_correlation_idx ON read_model.orders (correlation_id);
 CREATE INDEX IF NOT EXISTS read_orders_pending_idx ON read_model.orders (order_id) WHERE status = 'pending';
