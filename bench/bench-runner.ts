@@ -543,7 +543,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
             x_floor: null,
             audit: { ok: violations.length === 0, violations },
             unmeasured: [
-              "CPU seconds and peak RSS of the deployment's processes (only the load generator's), and its database's CPU",
+              "CPU seconds and peak RSS of the deployment's processes (only the load generator's), its database's CPU and the WAL it wrote",
               "database writes per saga (the bench has no access to the deployment's database)",
               "the floor and x_floor (the deployment's transport and database are not reachable from here)",
               "payments charged and refunded, reservations held (the audit reads orders, events and inventory through the API)",
