@@ -59,7 +59,7 @@ const MOLECULER_MIDDLEWARES = INTERNAL_MIDDLEWARES.filter((name) => name !== "Me
 async function readModelStore(config: Config, db: Database): Promise<ReadModelStore> {
   switch (config.readModelStore) {
     case "postgres":
-      return new PgReadModelStore(db.pool);
+      return new PgReadModelStore(db.pool, { embedded: db.embedded });
     case "mongodb": {
       const { MongoReadModelStore } = await import("./projections/mongo-read-model-store.js");
       return new MongoReadModelStore(config.mongoUrl!);

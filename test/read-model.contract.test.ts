@@ -33,7 +33,7 @@ const BACKENDS: Backend[] = [
     name: "PostgreSQL, embedded PGlite",
     async open() {
       const db = await openDatabase({});
-      const store = new PgReadModelStore(db.pool);
+      const store = new PgReadModelStore(db.pool, { embedded: db.embedded });
       await store.open();
       return { store, dispose: () => db.close() };
     },
@@ -45,7 +45,7 @@ const BACKENDS: Backend[] = [
     async open() {
       const fresh = await freshPostgresDatabase();
       const db = await openDatabase({ databaseUrl: fresh.url });
-      const store = new PgReadModelStore(db.pool);
+      const store = new PgReadModelStore(db.pool, { embedded: db.embedded });
       await store.open();
       return {
         store,
@@ -400,7 +400,7 @@ describe("read-model store on PostgreSQL, a database from before views carried p
           status TEXT NOT NULL, saga_mode TEXT, started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ, doc JSONB NOT NULL);
         INSERT INTO read_model.orders VALUES ('order_1', 'checkout_1', 456, 'pending', 'orchestrated', now(), NULL, '{"order_id": "order_1"}');
       `);
-      const store = new PgReadModelStore(db.pool);
+      const store = new PgReadModelStore(db.pool, { embedded: db.embedded });
       await store.open();
       expect(await store.checkpoint()).toBe(0);
       expect(await store.order("order_1")).toBeNull();

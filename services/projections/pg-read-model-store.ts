@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
 import { withTransaction } from "../shared/database.js";
+import { HALF_EMPTY_PAGES } from "../shared/schema.js";
 import { inViewOrder, type OrderView } from "./order-projection.js";
 import type { OrderSummary, PositionedView, ReadModelStore } from "./read-model-store.js";
 
@@ -11,7 +12,7 @@ const LAYOUT_LOCK = ADVISORY_LOCKS.readModelLayout;
  * `position` column: its views are dropped and rebuilt from the event store (the checkpoint
  * starts again at 0), which is what read models are for.
  */
-const LAYOUT = `
+const layout = (embedded: boolean) => `
 CREATE SCHEMA IF NOT EXISTS read_model;
 CREATE TABLE IF NOT EXISTS read_model.orders (
   order_id       TEXT PRIMARY KEY,
@@ -22,7 +23,7 @@ CREATE TABLE IF NOT EXISTS read_model.orders (
   saga_mode      TEXT,
   started_at     TIMESTAMPTZ NOT NULL,
   doc            JSONB NOT NULL
-) WITH (fillfactor = 50); -- rewritten at every event: room for HOT updates
+)${embedded ? "" : ` WITH (fillfactor = ${HALF_EMPTY_PAGES})`}; -- rewritten at every event: room for HOT updates (HALF_EMPTY_PAGES)
 CREATE INDEX IF NOT EXISTS read_orders_user_idx ON read_model.orders (user_id, started_at DESC, order_id DESC);
 CREATE INDEX IF NOT EXISTS read_orders_correlation_idx ON read_model.orders (correlation_id);
 CREATE INDEX IF NOT EXISTS read_orders_pending_idx ON read_model.orders (order_id) WHERE status = 'pending';
@@ -38,7 +39,11 @@ const CHECKPOINT = "orders";
 export class PgReadModelStore implements ReadModelStore {
   readonly label = "PostgreSQL (schema read_model)";
 
-  constructor(private readonly pool: pg.Pool) {}
+  /** `embedded`: PGlite, which keeps full pages (`HALF_EMPTY_PAGES`). */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly opts: { embedded: boolean },
+  ) {}
 
   async open(): Promise<void> {
     const current = async (q: pg.Pool | pg.PoolClient) => {
@@ -55,7 +60,7 @@ export class PgReadModelStore implements ReadModelStore {
       await tx.query("SELECT pg_advisory_xact_lock($1)", [LAYOUT_LOCK]);
       if (await current(tx)) return;
       await tx.query("DROP TABLE IF EXISTS read_model.orders");
-      await tx.query(LAYOUT);
+      await tx.query(layout(this.opts.embedded));
     });
   }
 

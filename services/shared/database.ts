@@ -127,7 +127,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     const sent = { statements: 0 };
     pool.on("connect", (client) => prepareStatements(client, sent));
     await pool.query("SELECT 1");
-    await migrate(pool);
+    await migrate(pool, { embedded: false });
     notifiers.set(pool, new CommitNotifier(pool));
     return {
       pool,
@@ -197,7 +197,7 @@ async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): 
   pool.on("error", () => undefined);
   const sent = { statements: 0 };
   pool.on("connect", (client) => prepareStatements(client, sent));
-  await migrate(pool);
+  await migrate(pool, { embedded: true });
   return {
     pool,
     url,
