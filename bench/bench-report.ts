@@ -38,10 +38,11 @@ const perCompletedSaga = (c: CellResult, total: number | null | undefined) => {
   return completed > 0 && total !== null && total !== undefined ? total / completed : null;
 };
 const ms = (s: number | null | undefined) => (s === null || s === undefined ? null : s * 1000);
+const kb = (bytes: number | null | undefined) => (bytes === null || bytes === undefined ? null : bytes / 1024);
 const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(systemCpuS(c)));
 const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(c.database_cpu_s));
 const statementsPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_statements);
-const walKbPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_wal_bytes === null || c.db_wal_bytes === undefined ? null : c.db_wal_bytes / 1024);
+const walKbPerSaga = (c: CellResult) => perCompletedSaga(c, kb(c.db_wal_bytes));
 const medianOf = (xs: (number | null)[]) => {
   const known = xs.filter((x): x is number => x !== null);
   return known.length > 0 ? median(known) : null;

@@ -10,7 +10,8 @@ const LAYOUT_LOCK = ADVISORY_LOCKS.readModelLayout;
 /**
  * The read models' tables. A database from before views carried their position has no
  * `position` column: its views are dropped and rebuilt from the event store (the checkpoint
- * starts again at 0), which is what read models are for.
+ * starts again at 0), which is what read models are for. On a PostgreSQL server the views,
+ * rewritten at every event, get half-empty pages (`HALF_EMPTY_PAGES`); PGlite keeps full ones.
  */
 const layout = (embedded: boolean) => `
 CREATE SCHEMA IF NOT EXISTS read_model;
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS read_model.orders (
   saga_mode      TEXT,
   started_at     TIMESTAMPTZ NOT NULL,
   doc            JSONB NOT NULL
-)${embedded ? "" : ` WITH (fillfactor = ${HALF_EMPTY_PAGES})`}; -- rewritten at every event: room for HOT updates (HALF_EMPTY_PAGES)
+)${embedded ? "" : ` WITH (fillfactor = ${HALF_EMPTY_PAGES})`};
 CREATE INDEX IF NOT EXISTS read_orders_user_idx ON read_model.orders (user_id, started_at DESC, order_id DESC);
 CREATE INDEX IF NOT EXISTS read_orders_correlation_idx ON read_model.orders (correlation_id);
 CREATE INDEX IF NOT EXISTS read_orders_pending_idx ON read_model.orders (order_id) WHERE status = 'pending';

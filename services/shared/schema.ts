@@ -221,8 +221,9 @@ ON CONFLICT (product_id) DO NOTHING;
  * Half-empty pages for the rows rewritten at every step (`fillfactor`): each saga's instance is
  * rewritten at every reply, and room on its page lets the new version stay there without new
  * index entries (a HOT update). That pays off on a PostgreSQL server (less WAL, less CPU per
- * saga); in PGlite it cost the orchestrated style a tenth of its throughput, so the embedded
- * database keeps full pages (README: Design decisions). The read model's table takes the same setting (`PgReadModelStore`).
+ * saga); in PGlite it cost the orchestrated style 8% of its throughput, so the embedded
+ * database keeps full pages (README: Design decisions). The read model's table takes the same
+ * setting (`PgReadModelStore`).
  */
 export const HALF_EMPTY_PAGES = 50;
 const storage = (embedded: boolean) =>
