@@ -2,6 +2,7 @@ import { INTERNAL_MIDDLEWARES, ServiceBroker, type LoggerConfig, type ServiceSch
 import type { Config, ServiceName } from "./shared/config.js";
 import { openDatabase, type Database } from "./shared/database.js";
 import { channelsMiddleware, duplicateDeliveryMiddleware, transporterOptions } from "./shared/messaging.js";
+import { batchAmqpWrites } from "./messaging/amqp-write-batching.js";
 import type { ServiceDeps } from "./shared/service-deps.js";
 import { PgEventStore } from "./event-store/pg-event-store.js";
 import { eventStoreService } from "./event-store/event-store.service.js";
@@ -110,6 +111,7 @@ export async function createSystem(config: Config, opts: SystemOptions = {}): Pr
     ...style.services,
   };
 
+  if (config.transport === "amqp") batchAmqpWrites();
   // the channel adapters register one internal service per subscription: keep those quiet
   const logLevels = { "$CHANNEL**": "warn", REGISTRY: "warn", "**": config.logLevel } as const;
   const broker = new ServiceBroker({
