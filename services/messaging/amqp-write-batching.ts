@@ -20,9 +20,10 @@ const BATCHED = Symbol.for("saga-bench.amqp-write-batching");
  * amqplib queues each channel's frames and its `Mux` hands them to the socket in a loop, one
  * `socket.write` per frame; with `noDelay` each is a system call and a packet of its own, so a
  * relay batch of 30 messages cost 30 writes (a third of the relay process's profile samples
- * were in them). Corking the socket around that loop sends what the turn queued in one `writev`, at the
- * same moment: nothing waits for a timer. Backpressure is unchanged: a corked write still
- * returns false past the socket's high-water mark, and the loop stops there until `drain`.
+ * were in them). Corking the socket around that loop sends what the turn queued in one
+ * `writev`, at the same moment: nothing waits for a timer. Backpressure is unchanged: a corked
+ * write still returns false past the socket's high-water mark, and the loop stops there until
+ * `drain`.
  *
  * The loop is amqplib's own (0.10, `lib/mux.js`); if a later version has none, nothing is
  * changed and this returns false (test/amqp-write-batching.test.ts then fails, which is the
