@@ -35,6 +35,7 @@ export const notificationFor = (order: Order): DataOf<"SendNotification"> => ({
   order_id: order.order_id,
   customer_id: order.customer_id,
   template: "order_confirmed",
+  ...(order.customer ? { recipient: order.customer } : {}),
 });
 
 /** StockReserved comes once per line, all in one transaction: the last line completes the step. */

@@ -174,6 +174,17 @@ describe("participants that carry out a batch at once reach the outcome of one c
     );
   });
 
+  it("SendNotification: takes the recipient the command carries, and asks the users service only when it carries none", async () => {
+    const asked: unknown[] = [];
+    const broker = { call: async (action: string, params: unknown) => (asked.push([action, params]), { email: "looked-up@example.com", phone: null }) };
+    const { prepare } = notificationHandlers(() => broker as unknown as ServiceBroker).SendNotification;
+    const recipient = { name: "Ann", email: "ann@example.com", phone: null };
+    expect(await prepare!({ order_id: "ord_a", customer_id: 7, template: "order_confirmed", recipient })).toEqual(recipient);
+    expect(asked).toEqual([]);
+    expect(await prepare!({ order_id: "ord_b", customer_id: 7, template: "order_confirmed" })).toEqual({ email: "looked-up@example.com", phone: null });
+    expect(asked).toEqual([["users.get", { id: 7 }]]);
+  });
+
   it("SendNotification: one notification per order and template, to the first copy's recipient", async () => {
     const handler = notificationHandlers(() => undefined as unknown as ServiceBroker).SendNotification;
     const command = fc.record({

@@ -317,6 +317,22 @@ function readModelContract(backend: Backend): void {
     expect(await store.order("order_41")).toEqual(newest.view);
   });
 
+  it("takes the customer's name and e-mail from an order that carries them, and looks up only one that does not", async () => {
+    const carried = log.checkout({ order: 46, start: 0, outcome: "pending" });
+    const initiated = carried[0] as StoredEvent & { data: DataOf<"OrderInitiated"> };
+    carried[0] = { ...initiated, data: { ...initiated.data, customer: { name: "Ann Carried", email: "ann@example.com", phone: null } } } as StoredEvent;
+    const looked = log.checkout({ order: 47, user: 457, start: 0, outcome: "pending" });
+    const asked: number[][] = [];
+    const events = [...carried, ...looked].sort((a, b) => a.position - b.position);
+    await projectBatch(store, events, lastPosition(events), async (ids) => {
+      asked.push(ids);
+      return lookupUsers(ids);
+    });
+    expect(asked).toEqual([[457]]);
+    expect(await store.order("order_46")).toMatchObject({ user_id: 456, user_name: "Ann Carried", user_email: "ann@example.com" });
+    expect(await store.order("order_47")).toMatchObject({ user_id: 457, user_name: "Jane Smith", user_email: "jane.smith@example.com" });
+  });
+
   it("leaves the checkpoint where it was after a batch that changes no view, unless told to write it", async () => {
     const events = log.checkout({ order: 45, start: 0, outcome: "pending" });
     await project(events);

@@ -15,7 +15,8 @@ interface Recipient {
 export function notificationHandlers(broker: () => ServiceBroker): ParticipantHandlers<"notifications"> {
   return {
     SendNotification: {
-      prepare: (cmd) => broker().call<Recipient, { id: number }>("users.get", { id: cmd.customer_id }),
+      // the order carries its customer's contact; only a command from before it did asks the users service
+      prepare: async (cmd) => cmd.recipient ?? broker().call<Recipient, { id: number }>("users.get", { id: cmd.customer_id }),
       // once per order, template and channel: a copy of the command finds the row
       handleAll: (tx, commands) =>
         oneRowEach(tx, commands, {

@@ -273,6 +273,7 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
                 items,
                 shipping_address: req.shipping_address ?? user.address,
                 card_token: req.card_token ?? "tok_visa",
+                customer: { name: user.name, email: user.email, phone: user.phone },
               };
               const message = envelopes.create(
                 { type: "OrderInitiated", data },

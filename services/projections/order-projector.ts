@@ -28,7 +28,10 @@ export async function projectBatch(
 ): Promise<{ settled: OrderView[]; checkpointed: boolean }> {
   const relevant = events.filter((e) => !isCommandType(e.event_type) && orderIdOf(e));
   const views = await store.views([...new Set(relevant.map((e) => orderIdOf(e)!))]);
-  const newUsers = relevant.flatMap((e) => (e.event_type === "OrderInitiated" && !views.has(e.data.order_id) ? [e.data.customer_id] : []));
+  // an order carries its customer's name and e-mail; only one stored before it did is looked up
+  const newUsers = relevant.flatMap((e) =>
+    e.event_type === "OrderInitiated" && !e.data.customer && !views.has(e.data.order_id) ? [e.data.customer_id] : [],
+  );
   const users = newUsers.length > 0 ? await lookupUsers([...new Set(newUsers)]) : new Map<number, UserInfo>();
 
   const changed = new Map<string, PositionedView>();
@@ -37,7 +40,7 @@ export async function projectBatch(
     const id = orderIdOf(e)!;
     const current = views.get(id);
     if (current && e.position <= current.position) continue; // already folded in
-    const after = projectOrder(current?.view, e, e.event_type === "OrderInitiated" ? users.get(e.data.customer_id) : undefined);
+    const after = projectOrder(current?.view, e, e.event_type === "OrderInitiated" ? (e.data.customer ?? users.get(e.data.customer_id)) : undefined);
     if (!after || after === current?.view) continue;
     const next = { view: after, position: e.position };
     views.set(id, next);

@@ -61,6 +61,13 @@ const command = <P extends Participant, S extends z.ZodType>(participant: P, sch
   schema,
 });
 
+/**
+ * Who to tell about an order, as the customer was when the order was placed (event-carried state):
+ * the read model and the notification take it from the messages instead of asking the users
+ * service again. Absent from messages stored before it was carried; their readers look the user up.
+ */
+const contact = z.object({ name: z.string(), email: z.string(), phone: z.string().nullable() });
+
 export const catalogue = {
   // orders
   OrderInitiated: event(
@@ -74,6 +81,7 @@ export const catalogue = {
       items: z.array(lineItem).min(1),
       shipping_address: address,
       card_token: z.string().min(1),
+      customer: contact.optional(),
     }),
   ),
   OrderConfirmed: event(
@@ -178,7 +186,7 @@ export const catalogue = {
   CancelOrder: command("orders", z.object({ order_id: orderId, reason })),
   SendNotification: command(
     "notifications",
-    z.object({ order_id: orderId, customer_id: z.number().int().positive(), template: z.string() }),
+    z.object({ order_id: orderId, customer_id: z.number().int().positive(), template: z.string(), recipient: contact.optional() }),
   ),
 } as const;
 
