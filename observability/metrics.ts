@@ -99,7 +99,7 @@ const SERVED = "saga_";
  * sent and a received counter, an in-flight gauge up and down and a timing histogram with
  * quantiles, the bulkhead's gauges, the transit's packet counters. /metrics never serves them;
  * leaving them out took the CPU per saga in one process with 128 clients down by a quarter to a
- * third (README: Performance, "Statements per saga, and metrics nobody reads").
+ * third (bench/baselines/HISTORY.md, "Statements per saga, and metrics nobody reads").
  * Their registration stays (the libraries look their metrics up by name); their updates become
  * no-ops.
  */

@@ -18,7 +18,7 @@ import { Batcher, BatchFailed } from "./batcher.js";
  * transporter acknowledges a request only once its action has finished and prefetches 1 by
  * default, so each process ran its actions one at a time: checkouts reached the order service's
  * placement batch, and lookups the users' coalesced read, one by one, and every consumer batch
- * downstream held one message (README: Performance). NATS has no such limit; this one is set
+ * downstream held one message (bench/baselines/HISTORY.md). NATS has no such limit; this one is set
  * above the bench's closed-loop clients and the largest consumer batch.
  */
 const AMQP_REQUEST_PREFETCH = 64;
@@ -129,7 +129,7 @@ export function channelsMiddleware(config: Config): Middleware {
 /**
  * Messages in flight per channel and process: what a consumer's next transaction can take while
  * one runs. At saturation each consumer is a stage running one transaction at a time, holding
- * about half of these; 16 left the busiest stages batches of 8 (README: Performance).
+ * about half of these; 16 left the busiest stages batches of 8 (bench/baselines/HISTORY.md).
  */
 export const MAX_IN_FLIGHT = 32;
 
