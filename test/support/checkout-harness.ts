@@ -180,16 +180,7 @@ export class CheckoutHarness {
   }
 
   async seedProducts(products: ProductSeed[]): Promise<void> {
-    for (const p of products) {
-      await this.pool.query(
-        "INSERT INTO products.products (id, name, price) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET price = $3",
-        [p.id, p.name ?? `Test product ${p.id}`, p.price],
-      );
-      await this.pool.query(
-        "INSERT INTO warehouse.stock (product_id, available) VALUES ($1, $2) ON CONFLICT (product_id) DO UPDATE SET available = $2, reserved = 0",
-        [p.id, p.stock],
-      );
-    }
+    await seedProducts(this.pool, products);
   }
 
   placeOrder(body: OrderRequest & Record<string, unknown>, idempotency_key?: string): Promise<OrderAccepted> {
@@ -264,5 +255,19 @@ export class CheckoutHarness {
 
   async eventCount(): Promise<number> {
     return this.system.store.count();
+  }
+}
+
+/** Test products with their stock, in any system's database (a harness's, or an embedded one the test opened). */
+export async function seedProducts(pool: Database["pool"], products: ProductSeed[]): Promise<void> {
+  for (const p of products) {
+    await pool.query(
+      "INSERT INTO products.products (id, name, price) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET price = $3",
+      [p.id, p.name ?? `Test product ${p.id}`, p.price],
+    );
+    await pool.query(
+      "INSERT INTO warehouse.stock (product_id, available) VALUES ($1, $2) ON CONFLICT (product_id) DO UPDATE SET available = $2, reserved = 0",
+      [p.id, p.stock],
+    );
   }
 }
