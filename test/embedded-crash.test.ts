@@ -1,7 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { startProcess } from "../services/cluster.js";
@@ -9,6 +8,7 @@ import { SAGA_MODES } from "../services/shared/config.js";
 import { openDatabase } from "../services/shared/database.js";
 import { seedProducts } from "./support/checkout-harness.js";
 import { auditCheckouts } from "./support/audit.js";
+import { freePort } from "./support/spawned-system.js";
 
 /**
  * The embedded default (`npm start`: one process, PGlite in `PGLITE_DIR`) killed with `kill -9`
@@ -30,14 +30,6 @@ const roots: string[] = [];
 afterAll(() => {
   for (const r of roots) rmSync(r, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 /** `npm start`'s process on `dir`, answering on `port` once `/health` does. */
 async function start(env: NodeJS.ProcessEnv, base: string, log: string[]): Promise<ChildProcess> {
