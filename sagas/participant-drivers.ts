@@ -35,7 +35,7 @@ export interface DriverDeps {
 }
 
 export function consumerBase(deps: DriverDeps): ConsumerBase {
-  return { pool: deps.db.pool, store: deps.store, envelopes: deps.envelopes, maxRetries: deps.config.maxRetries };
+  return { pool: deps.db.pool, store: deps.store, envelopes: deps.envelopes, maxRetries: deps.config.maxRetries, lingerMs: deps.config.consumerLingerMs };
 }
 
 const TIMED_OUT = Symbol("checkouts timed out");

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Batcher, BatchFailed, coalescedReads } from "../services/shared/batcher.js";
 
 /** A batch run that the test lets finish, one at a time. */
@@ -47,6 +47,63 @@ describe("Batcher", () => {
     await tick();
     runs[2]!.finish();
     expect(await next).toBe("done 4");
+  });
+});
+
+describe("Batcher under load (linger)", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("starts a batch below `from` at once, and lets one after a batch of `from` or more wait until it holds `growth` times as many", async () => {
+    const { runs, run } = gate();
+    const batcher = new Batcher(run, 10, { ms: 60_000, from: 2, growth: 2 });
+    const all = [batcher.submit(1)];
+    await tick();
+    all.push(batcher.submit(2), batcher.submit(3));
+    runs[0]!.finish();
+    await tick();
+    // the last batch held 1: no wait
+    expect(runs.map((r) => r.items)).toEqual([[1], [2, 3]]);
+    all.push(batcher.submit(4));
+    runs[1]!.finish();
+    await tick();
+    // the last batch held 2: the next waits for 4
+    all.push(batcher.submit(5), batcher.submit(6));
+    await tick();
+    expect(runs).toHaveLength(2);
+    all.push(batcher.submit(7));
+    await tick();
+    expect(runs.map((r) => r.items)).toEqual([[1], [2, 3], [4, 5, 6, 7]]);
+    runs[2]!.finish();
+    expect(await Promise.all(all)).toEqual([1, 2, 3, 4, 5, 6, 7].map((i) => `done ${i}`));
+  });
+
+  it("runs what it has once the linger's time has passed, and waits no more once the load is gone", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const { runs, run } = gate();
+    const batcher = new Batcher(run, 10, { ms: 20, from: 2, growth: 4 });
+    const all = [batcher.submit(1)];
+    await tick();
+    all.push(batcher.submit(2), batcher.submit(3));
+    runs[0]!.finish();
+    await tick();
+    all.push(batcher.submit(4));
+    runs[1]!.finish();
+    await tick();
+    vi.advanceTimersByTime(19);
+    await tick();
+    expect(runs).toHaveLength(2);
+    vi.advanceTimersByTime(1);
+    await tick();
+    expect(runs.map((r) => r.items)).toEqual([[1], [2, 3], [4]]);
+    // a batch of one: the next item runs at once
+    all.push(batcher.submit(5));
+    runs[2]!.finish();
+    await tick();
+    expect(runs.map((r) => r.items)).toEqual([[1], [2, 3], [4], [5]]);
+    runs[3]!.finish();
+    expect(await Promise.all(all)).toEqual([1, 2, 3, 4, 5].map((i) => `done ${i}`));
   });
 });
 

@@ -13,6 +13,7 @@ export interface ConsumerBase {
   store: PgEventStore;
   envelopes: EnvelopeFactory;
   maxRetries: number;
+  lingerMs: number;
 }
 
 export interface Subscription {

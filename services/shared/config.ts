@@ -58,6 +58,7 @@ const envSchema = z.object({
   SAGA_STEP_TIMEOUT_MS: ms.default(30_000),
   SAGA_TIMEOUT_MS: ms.default(120_000),
   MESSAGE_MAX_RETRIES: z.coerce.number().int().min(0).default(5),
+  CONSUMER_LINGER_MS: ms.max(1_000).default(20),
   RELAY_POLL_MS: ms.default(1_000),
   CHAOS_DUPLICATE_DELIVERY: z.enum(["0", "1", "true", "false"]).default("0"),
   READ_MODEL_STORE: z.enum(READ_MODEL_STORES).default("postgres"),
@@ -106,6 +107,8 @@ export interface Config {
   stepTimeoutMs: number;
   sagaTimeoutMs: number;
   maxRetries: number;
+  /** Under load, how long a consumer's next batch may wait to grow (0: never). */
+  consumerLingerMs: number;
   relayPollMs: number;
   /** Fault injection: the relay publishes every message twice and every consumer gets each twice. */
   duplicateDelivery: boolean;
@@ -193,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Part
     stepTimeoutMs: e.SAGA_STEP_TIMEOUT_MS,
     sagaTimeoutMs: e.SAGA_TIMEOUT_MS,
     maxRetries: e.MESSAGE_MAX_RETRIES,
+    consumerLingerMs: e.CONSUMER_LINGER_MS,
     relayPollMs: e.RELAY_POLL_MS,
     duplicateDelivery: e.CHAOS_DUPLICATE_DELIVERY === "1" || e.CHAOS_DUPLICATE_DELIVERY === "true",
     readModelStore: e.READ_MODEL_STORE,

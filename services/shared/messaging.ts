@@ -11,7 +11,7 @@ import type { Config } from "./config.js";
 import { withTransaction, type Tx } from "./database.js";
 import { joinCheckoutSql, type PgEventStore, type StoredEvent } from "../event-store/pg-event-store.js";
 import { committed } from "./signals.js";
-import { Batcher, BatchFailed } from "./batcher.js";
+import { Batcher, BatchFailed, NO_LINGER, type Linger } from "./batcher.js";
 
 /**
  * Requests a service process takes from RabbitMQ before the first is answered. Moleculer's AMQP
@@ -224,6 +224,8 @@ export interface ConsumerDeps {
   serviceName: string;
   maxRetries: number;
   logger: LoggerInstance;
+  /** Under load, how long a consumer's next batch may wait to grow (`CONSUMER_LINGER_MS`; 0: never). */
+  lingerMs?: number;
 }
 
 export type ConsumeOutcome = "handled" | "duplicate" | "dead-lettered";
@@ -346,6 +348,17 @@ async function runBatch(deps: ConsumerDeps, consumer: string, items: readonly Ba
   });
 }
 
+/**
+ * A consumer under load (its last batch took 4 messages or more) lets its next batch wait, up to
+ * `CONSUMER_LINGER_MS`, for four times as many. A stage that is not the bottleneck otherwise runs
+ * a small transaction for every burst its upstream commits, each paying BEGIN, the claim, the
+ * append and COMMIT again, and takes the CPU from the stage that is; at low load (batches of one
+ * to three) nothing waits. Measured in bench/baselines/HISTORY.md (sixteenth machine).
+ */
+export function consumerLinger(ms: number): Linger {
+  return ms > 0 ? { ms, from: 4, growth: 4 } : NO_LINGER;
+}
+
 type ConsumerBatcher = Batcher<Batched, "handled" | "duplicate">;
 const batchers = new WeakMap<pg.Pool, Map<string, ConsumerBatcher>>();
 
@@ -354,7 +367,7 @@ function batcherOf(deps: ConsumerDeps, consumer: string): ConsumerBatcher {
   let byConsumer = batchers.get(deps.pool);
   if (!byConsumer) batchers.set(deps.pool, (byConsumer = new Map()));
   let batcher = byConsumer.get(consumer);
-  if (!batcher) byConsumer.set(consumer, (batcher = new Batcher((items) => handleBatch(deps, consumer, items), MAX_BATCH)));
+  if (!batcher) byConsumer.set(consumer, (batcher = new Batcher((items) => handleBatch(deps, consumer, items), MAX_BATCH, consumerLinger(deps.lingerMs ?? 0))));
   return batcher;
 }
 
