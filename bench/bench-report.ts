@@ -252,7 +252,8 @@ const READING = `How to read it:
   choreographed); the orchestrator is one consumer for every reply. When the CPU runs out (a
   process near a whole core, or all processes and the database near the machine's cores: see
   Processes and CPU per saga), every consumer looks busy, since its transactions wait for the
-  CPU too; then the CPU, not the stage, is the limit.
+  CPU too; then the CPU, not the stage, is the limit. The time a consumer under load waits for
+  its next batch to grow (\`CONSUMER_LINGER_MS\`) is not counted as busy.
 - The audit reads the cell's database after the system stopped: lost (accepted, unknown),
   stuck (not terminal after the drain), duplicated effects, stock conserved, no stock or money
   held by a cancelled order, every charge of a cancelled order refunded and no other refund.`;
