@@ -4,6 +4,15 @@ import { SAGA_MODES, type SagaMode, type Transport } from "../services/shared/co
 import { SCENARIOS, type Scenario } from "./bench-scenarios.js";
 import type { Topology } from "./system-under-test.js";
 
+/**
+ * A fresh process runs its code in V8's interpreter until each function has been called often
+ * enough to be compiled. In one process that takes a second or two of load; with one process per
+ * service each process sees a twelfth of the calls, and on two cores the dozen compile at once:
+ * with 3 s of warm-up a NATS cell spent 15% of the machine's CPU in the compiler during its
+ * measured window, with 20 s 6%.
+ */
+export const DEFAULT_WARMUP_S = { single: 3, cluster: 20 } as const;
+
 export const HELP = `npm run bench -- [options]
 
 Runs the checkout saga in both styles (orchestrated, choreographed) under load and reports
@@ -20,7 +29,9 @@ The load
   --rates LIST          open-loop arrival rates, checkouts/s, for the happy scenario; the
                         failure scenarios run at the first (default 10,20; --quick 10)
   --duration S          measured seconds per cell (default 10; --quick 5)
-  --warmup S            warm-up seconds per cell, not measured (default 3; --quick 2)
+  --warmup S            warm-up seconds per cell, under the cell's own load, not measured
+                        (default ${DEFAULT_WARMUP_S.single} in one process, ${DEFAULT_WARMUP_S.cluster} with one process per service, whose
+                        dozen processes take that long to compile their hot code; --quick 2)
   --saturate / --no-saturate
                         add a closed-loop (autocannon) cell per style and transport on the happy
                         scenario that finds the most completed checkouts/s (default on)
@@ -57,7 +68,8 @@ export interface BenchOptions {
   scenarios?: Scenario[];
   rates: number[];
   durationS: number;
-  warmupS: number;
+  /** Warm-up seconds per cell: one figure, or the defaults by topology (`warmupOf`). */
+  warmupS: number | { single: number; cluster: number };
   saturate: boolean;
   /** One closed-loop cell per count. */
   connections: number[];
@@ -92,6 +104,12 @@ function positive(flag: string, value: string | undefined, fallback: number, int
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new UsageError(`${flag}: expected a positive ${integer ? "whole " : ""}number, got "${value}"`);
   return n;
+}
+
+
+/** The warm-up of a cell on this topology. */
+export function warmupOf(o: Pick<BenchOptions, "warmupS">, topology: Topology): number {
+  return typeof o.warmupS === "number" ? o.warmupS : o.warmupS[topology];
 }
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): BenchOptions {
@@ -168,7 +186,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     scenarios: list("--scenarios", v.scenarios, SCENARIOS),
     rates,
     durationS: positive("--duration", v.duration, quick ? 5 : 10),
-    warmupS: v.warmup === "0" ? 0 : positive("--warmup", v.warmup, quick ? 2 : 3),
+    warmupS: v.warmup === "0" ? 0 : v.warmup !== undefined ? positive("--warmup", v.warmup, 0) : quick ? 2 : DEFAULT_WARMUP_S,
     saturate,
     connections: v.connections?.split(",").map((c) => positive("--connections", c.trim(), 32, true)) ?? [32],
     ofMax,

@@ -8,7 +8,7 @@ import type * as hdr from "hdr-histogram-js";
 import type { SagaMode, Transport } from "../services/shared/config.js";
 import { needsSystemFaults, scenarioEnv, SCENARIOS, SEEDED_STOCK, type Scenario } from "./bench-scenarios.js";
 import { cellKey, ofMaxLabel, type BenchResults, type CellResult, type FloorResult, type Percentiles } from "./bench-results.js";
-import type { BenchOptions } from "./bench-options.js";
+import { warmupOf, type BenchOptions } from "./bench-options.js";
 import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
 import { measureCommitFloor, measureTransportFloor } from "./floor.js";
 import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
@@ -175,10 +175,17 @@ async function applyLoad(
 ): Promise<Measured> {
   let warmOutcomes: Outcome[] = [];
   const runId = `bench-${randomBytes(4).toString("hex")}`;
-  const rate = cell.load.kind === "open" ? cell.load.rate : Math.max(...o.rates);
-  if (o.warmupS > 0) {
+  const warmupS = warmupOf(o, cell.topology);
+  if (warmupS > 0) {
     progress.start(label, "warm-up ");
-    const warm = await openLoop({ target, runId: `${runId}-w`, scenario: cell.scenario, rate, durationS: o.warmupS, firstIndex: 0, drainS: DRAIN_S, onProgress: (p) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000) });
+    const onWarm = (p: { done: number; histogram: hdr.Histogram }) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000);
+    // A cell warms up under its own load: a closed-loop cell under the same clients, so that
+    // its measured window starts with the code paths of that load compiled (a fresh process's
+    // JIT) rather than spending its first seconds compiling them.
+    const warm =
+      cell.load.kind === "open"
+        ? await openLoop({ target, runId: `${runId}-w`, scenario: cell.scenario, rate: cell.load.rate, durationS: warmupS, firstIndex: 0, drainS: DRAIN_S, onProgress: onWarm })
+        : await saturate({ target, scenario: cell.scenario, durationS: warmupS, connections: cell.load.connections, firstIndex: 0, onProgress: onWarm });
     warmOutcomes = warm.outcomes;
   }
   // a failed reading leaves the database's CPU unmeasured, not the cell

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseOptions, UsageError } from "../bench/bench-options.js";
+import { parseOptions, UsageError, warmupOf } from "../bench/bench-options.js";
 import { planRun, rateAtFraction } from "../bench/bench-runner.js";
 import type { CellResult } from "../bench/bench-results.js";
 
@@ -23,6 +23,22 @@ describe("npm run bench -- --connections", () => {
     const closed = cells.filter((c) => c.load.kind === "closed").map((c) => `${c.mode} ${c.scenario} ${c.load.kind === "closed" ? c.load.connections : ""}`);
     expect(closed.sort()).toEqual(["choreographed happy 128", "choreographed happy 32", "orchestrated happy 128", "orchestrated happy 32"]);
     expect(cells.filter((c) => c.load.kind === "open" && !c.load.ofMax)).toHaveLength(4);
+  });
+});
+
+describe("npm run bench -- --warmup", () => {
+  it("defaults by topology: longer for one process per service, short with --quick", () => {
+    const o = parseOptions([], {});
+    expect([warmupOf(o, "single"), warmupOf(o, "cluster")]).toEqual([3, 20]);
+    const quick = parseOptions(["--quick"], {});
+    expect([warmupOf(quick, "single"), warmupOf(quick, "cluster")]).toEqual([2, 2]);
+  });
+
+  it("takes one figure for every cell, 0 for none, and refuses the rest", () => {
+    const o = parseOptions(["--warmup", "7.5"], {});
+    expect([warmupOf(o, "single"), warmupOf(o, "cluster")]).toEqual([7.5, 7.5]);
+    expect(warmupOf(parseOptions(["--warmup", "0"], {}), "cluster")).toBe(0);
+    for (const bad of ["-1", "x", ""]) expect(() => parseOptions(["--warmup", bad], {}), bad).toThrow(UsageError);
   });
 });
 
