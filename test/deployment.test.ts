@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { ALL_SERVICES, CONFIG_VARIABLES, loadConfig, SAGA_MODES, READ_MODEL_STORES } from "../services/shared/config.js";
 import { REQUIRE_SERVICES } from "./support/infrastructure.js";
+import { SERVICE_PROCESS_V8_FLAGS } from "../services/cluster.js";
 
 /**
  * The compose deployment, checked without a Docker engine: the file validates, every container
@@ -194,8 +195,9 @@ describe(".docker/Dockerfile", () => {
     const final = stages[stages.length - 1];
     expect(final).not.toMatch(/npm run build|RUN npm ci(?! --omit=dev)/);
     expect(final).toMatch(/^USER (?!root)\w+/m);
+    // a container runs one service, with the V8 flags of `npm run start:cluster`'s processes
     expect(final).toContain(
-      'CMD ["node", "--enable-source-maps", "--import", "./dist/observability/otel-sdk.js", "dist/services/main.js"]',
+      `CMD ${JSON.stringify(["node", ...SERVICE_PROCESS_V8_FLAGS, "--enable-source-maps", "--import", "./dist/observability/otel-sdk.js", "dist/services/main.js"]).replace(/","/g, '", "')}`,
     );
     expect(fs.existsSync(path.join(ROOT, "services/main.ts"))).toBe(true);
   });
