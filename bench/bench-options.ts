@@ -11,7 +11,7 @@ import type { Topology } from "./system-under-test.js";
  * with 3 s of warm-up a NATS cell spent 15% of the machine's CPU in the compiler during its
  * measured window, with 20 s 6%.
  */
-export const DEFAULT_WARMUP_S = { single: 3, cluster: 20 } as const;
+export const DEFAULT_WARMUP_S: Readonly<Record<Topology, number>> = { single: 3, cluster: 20 };
 
 export const HELP = `npm run bench -- [options]
 
@@ -69,7 +69,7 @@ export interface BenchOptions {
   rates: number[];
   durationS: number;
   /** Warm-up seconds per cell: one figure, or the defaults by topology (`warmupOf`). */
-  warmupS: number | { single: number; cluster: number };
+  warmupS: number | Readonly<Record<Topology, number>>;
   saturate: boolean;
   /** One closed-loop cell per count. */
   connections: number[];
@@ -105,7 +105,6 @@ function positive(flag: string, value: string | undefined, fallback: number, int
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new UsageError(`${flag}: expected a positive ${integer ? "whole " : ""}number, got "${value}"`);
   return n;
 }
-
 
 /** The warm-up of a cell on this topology. */
 export function warmupOf(o: Pick<BenchOptions, "warmupS">, topology: Topology): number {
