@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { openDatabase, type Database } from "../services/shared/database.js";
-import { HALF_EMPTY_PAGES } from "../services/shared/schema.js";
+import { HALF_EMPTY_PAGES, keyColumnsNotC } from "../services/shared/schema.js";
 import { PgReadModelStore } from "../services/projections/pg-read-model-store.js";
 import { available, freshPostgresDatabase } from "./support/infrastructure.js";
 
@@ -38,6 +38,79 @@ describe("storage settings of the rewritten rows", () => {
     try {
       const half = `fillfactor=${HALF_EMPTY_PAGES}`;
       expect(await fillfactors(db)).toEqual({ "orchestrator.sagas": half, "read_model.orders": half });
+    } finally {
+      await db.close();
+      await fresh.drop();
+    }
+  });
+});
+
+/**
+ * Identifiers compare byte by byte: every text column a key or an index covers collates "C",
+ * whatever the database's default, and a database of an older layout is converted on start
+ * (README: Design decisions, "Keys collate C").
+ */
+const ALL_SCHEMAS = ["event_store", "messaging", "users", "products", "carts", "orders", "warehouse", "payments", "shipping", "notifications", "orchestrator", "read_model"];
+
+async function collations(db: Database): Promise<{ notC: string[]; sample: Record<string, string> }> {
+  await new PgReadModelStore(db.pool, { embedded: db.embedded }).open();
+  const notC = await db.pool.query(keyColumnsNotC(ALL_SCHEMAS));
+  const { rows } = await db.pool.query(
+    `SELECT c.relnamespace::regnamespace::text || '.' || c.relname || '.' || a.attname AS col, a.attcollation::regcollation::text AS coll
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      WHERE (c.oid, a.attname) IN (('event_store.events'::regclass, 'correlation_id'), ('messaging.inbox'::regclass, 'consumer'),
+                                  ('orchestrator.sagas'::regclass, 'correlation_id'), ('read_model.orders'::regclass, 'order_id'))`,
+  );
+  return {
+    notC: notC.rows.map((r) => `${r.nspname}.${r.relname}.${r.attname}`),
+    sample: Object.fromEntries(rows.map((r) => [r.col, r.coll])),
+  };
+}
+
+const allC = {
+  "event_store.events.correlation_id": '"C"',
+  "messaging.inbox.consumer": '"C"',
+  "orchestrator.sagas.correlation_id": '"C"',
+  "read_model.orders.order_id": '"C"',
+};
+
+describe("keys that collate C", () => {
+  it("in the embedded database", async () => {
+    const db = await openDatabase({});
+    try {
+      expect(await collations(db)).toEqual({ notC: [], sample: allC });
+    } finally {
+      await db.close();
+    }
+  });
+
+  it.skipIf(!reachable)("on a PostgreSQL server, and a database of the layout before is converted without losing a row", async () => {
+    const fresh = await freshPostgresDatabase();
+    let db = await openDatabase({ databaseUrl: fresh.url });
+    try {
+      expect(await collations(db)).toEqual({ notC: [], sample: allC });
+      // the layout before: keys in the database's default collation, schema version 4
+      await db.pool.query(`
+        ALTER TABLE event_store.events ALTER COLUMN correlation_id TYPE text COLLATE "default";
+        ALTER TABLE messaging.inbox ALTER COLUMN consumer TYPE text COLLATE "default";
+        ALTER TABLE read_model.orders ALTER COLUMN order_id TYPE text COLLATE "default";
+        UPDATE public.saga_bench_schema SET version = 4;
+        INSERT INTO messaging.inbox (consumer, message_id) VALUES ('a-consumer', gen_random_uuid());
+        INSERT INTO read_model.orders (order_id, position, correlation_id, user_id, status, started_at, doc)
+          VALUES ('ord-1', 1, 'corr-1', 456, 'pending', now(), '{}');`);
+      const before = await db.pool.query(keyColumnsNotC(ALL_SCHEMAS));
+      expect(before.rows.map((r) => `${r.nspname}.${r.relname}.${r.attname}`).sort()).toEqual([
+        "event_store.events.correlation_id",
+        "messaging.inbox.consumer",
+        "read_model.orders.order_id",
+      ]);
+      await db.close();
+      db = await openDatabase({ databaseUrl: fresh.url });
+      expect(await collations(db)).toEqual({ notC: [], sample: allC });
+      const kept = await db.pool.query(
+        "SELECT (SELECT count(*)::int FROM messaging.inbox WHERE consumer = 'a-consumer') AS inbox, (SELECT count(*)::int FROM read_model.orders WHERE order_id = 'ord-1') AS views",
+      );
+      expect(kept.rows[0]).toEqual({ inbox: 1, views: 1 });
     } finally {
       await db.close();
       await fresh.drop();

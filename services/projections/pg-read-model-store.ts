@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
 import { withTransaction } from "../shared/database.js";
-import { HALF_EMPTY_PAGES } from "../shared/schema.js";
+import { bytewiseKeys, HALF_EMPTY_PAGES, keyColumnsNotC } from "../shared/schema.js";
 import { inViewOrder, type OrderView } from "./order-projection.js";
 import type { OrderSummary, PositionedView, ReadModelStore } from "./read-model-store.js";
 
@@ -12,6 +12,7 @@ const LAYOUT_LOCK = ADVISORY_LOCKS.readModelLayout;
  * `position` column: its views are dropped and rebuilt from the event store (the checkpoint
  * starts again at 0), which is what read models are for. On a PostgreSQL server the views,
  * rewritten at every event, get half-empty pages (`HALF_EMPTY_PAGES`); PGlite keeps full ones.
+ * Their keys collate "C", as the system's own tables do (`bytewiseKeys`).
  */
 const layout = (embedded: boolean) => `
 CREATE SCHEMA IF NOT EXISTS read_model;
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS read_model.checkpoint (
   name     TEXT PRIMARY KEY,
   position BIGINT NOT NULL
 );
-`;
+${bytewiseKeys(["read_model"])}`;
 
 const CHECKPOINT = "orders";
 
@@ -47,20 +48,24 @@ export class PgReadModelStore implements ReadModelStore {
   ) {}
 
   async open(): Promise<void> {
-    const current = async (q: pg.Pool | pg.PoolClient) => {
+    const state = async (q: pg.Pool | pg.PoolClient) => {
       const { rows } = await q.query(
         `SELECT to_regclass('read_model.checkpoint') IS NOT NULL AND EXISTS (
            SELECT 1 FROM information_schema.columns
-            WHERE table_schema = 'read_model' AND table_name = 'orders' AND column_name = 'position') AS ok`,
+            WHERE table_schema = 'read_model' AND table_name = 'orders' AND column_name = 'position') AS positioned,
+           NOT EXISTS (${keyColumnsNotC(["read_model"])}) AS bytewise`,
       );
-      return rows[0].ok as boolean;
+      return rows[0] as { positioned: boolean; bytewise: boolean };
     };
+    const current = ({ positioned, bytewise }: { positioned: boolean; bytewise: boolean }) => positioned && bytewise;
     // no DDL (and so no table lock) once the layout is there
-    if (await current(this.pool)) return;
+    if (current(await state(this.pool))) return;
     await withTransaction(this.pool, async (tx) => {
       await tx.query("SELECT pg_advisory_xact_lock($1)", [LAYOUT_LOCK]);
-      if (await current(tx)) return;
-      await tx.query("DROP TABLE IF EXISTS read_model.orders");
+      const now = await state(tx);
+      if (current(now)) return;
+      // views without their position are rebuilt from the event store; keys are only converted
+      if (!now.positioned) await tx.query("DROP TABLE IF EXISTS read_model.orders");
       await tx.query(layout(this.opts.embedded));
     });
   }

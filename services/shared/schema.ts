@@ -199,6 +199,41 @@ CREATE INDEX IF NOT EXISTS sagas_open_idx ON orchestrator.sagas (deadline_at) WH
 
 `;
 
+/** The text columns of `schemas` that a key or index covers and that do not yet collate "C". */
+export const keyColumnsNotC = (schemas: readonly string[]): string => `
+  SELECT DISTINCT n.nspname, t.relname, a.attname
+    FROM pg_index i
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+    JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY (i.indkey)
+   WHERE n.nspname IN (${schemas.map((x) => `'${x}'`).join(", ")})
+     AND a.atttypid = 'text'::regtype AND a.attcollation <> 'pg_catalog."C"'::regcollation`;
+
+/**
+ * Identifiers (ids, message types, consumer names) are compared byte by byte: every text column
+ * that a key or an index of `schemas` covers is made to collate "C", whatever the database's
+ * default collation. Ordering ids by a language's rules buys nothing and costs a locale-aware
+ * comparison at every index step, sort and lookup, on the hottest statements (the append's six
+ * index insertions, the inbox claim, the saga instances' lookup): on the eighteenth machine's
+ * PostgreSQL an append took 15-21% less time with these columns collated "C", against both
+ * `C.UTF-8` and ICU's `en-US` as the default (README: Design decisions). Idempotent: a column already collated "C" is left
+ * alone, so a database of an older layout is converted once (its indexes rebuilt) and a current
+ * one not touched.
+ */
+export const bytewiseKeys = (schemas: readonly string[]): string => `
+DO $bytewise$
+DECLARE c record;
+BEGIN
+  FOR c IN ${keyColumnsNotC(schemas)}
+  LOOP
+    EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN %I TYPE text COLLATE "C"', c.nspname, c.relname, c.attname);
+  END LOOP;
+END $bytewise$;
+`;
+
+/** Every schema the DDL above creates (the read models' own is `PgReadModelStore`'s). */
+const SCHEMAS = ["event_store", "messaging", "users", "products", "carts", "orders", "warehouse", "payments", "shipping", "notifications", "orchestrator"];
+
 const SEED = `
 INSERT INTO users.users (id, name, email, phone, street, city, postal_code) VALUES
   (456, 'John Doe', 'customer@example.com', '+1-555-0100', '123 King Street West', 'Toronto', 'M5H 1A1'),
@@ -231,7 +266,7 @@ const storage = (embedded: boolean) =>
 
 const MIGRATION_LOCK = ADVISORY_LOCKS.migration;
 /** Bump when DDL or SEED change. */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 /**
  * Creates the schemas and seed data once per version. A process that starts against a migrated
@@ -246,6 +281,7 @@ export async function migrate(pool: pg.Pool, { embedded }: { embedded: boolean }
     const { rows } = await client.query("SELECT max(version) AS v FROM public.saga_bench_schema");
     if (rows[0].v === SCHEMA_VERSION) return;
     await client.query(DDL);
+    await client.query(bytewiseKeys(SCHEMAS));
     await client.query(storage(embedded));
     await client.query(SEED);
     await client.query("INSERT INTO public.saga_bench_schema (version) VALUES ($1)", [SCHEMA_VERSION]);
