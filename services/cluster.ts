@@ -22,14 +22,17 @@ const main = fromDist ? path.join(dist, "services", "main.js") : path.join(path.
 // the OpenTelemetry SDK loads before the services, so pg and http are instrumented (OTEL_* configure it)
 const otelSdk = fromDist ? path.join(dist, "observability", "otel-sdk.js") : path.join(path.dirname(self), "..", "observability", "otel-sdk.ts");
 /**
- * V8's young generation of one service's process: at most 8 MB per semi-space, where Node's
- * default lets it grow to 16 MB under a high allocation rate. A dozen processes share the machine,
- * and each keeps little alive (25 MB after a major collection); with V8's default the largest
- * process peaked at 156.3-188.1 MB in four of five runs under 128 clients for 30 s, with 8 MB
- * at 131.2-136.8 MB over NATS (168.8 once over RabbitMQ), at no cost in throughput (README: Design
- * decisions). The Dockerfile's command sets the same for each container.
+ * V8's heap in one service's process. A dozen processes share the machine, and each keeps little
+ * alive (about 25 MB after a major collection), so each holds its heap close to that:
+ * - `--max-semi-space-size=8`: the young generation stays at 8 MB per semi-space, where Node's
+ *   default lets it grow to 16 MB under a high allocation rate;
+ * - `--heap-growing-percent=50`: the old generation grows to 1.5 times what the last major
+ *   collection left alive before the next one, where V8 lets it grow up to four times.
+ * Under 128 clients for 30 s the largest process peaked at 144.6-203.1 MB with the first alone (above
+ * 150 MB in nine runs of ten) and at 123.7-130.3 MB with both (eight runs), at the same throughput
+ * (README: Design decisions, measured on the eighteenth machine). The Dockerfile's command sets the same for each container.
  */
-export const SERVICE_PROCESS_V8_FLAGS = ["--max-semi-space-size=8"];
+export const SERVICE_PROCESS_V8_FLAGS = ["--max-semi-space-size=8", "--heap-growing-percent=50"];
 const nodeArgs = fromDist ? ["--enable-source-maps", "--import", otelSdk, main] : ["--import", "tsx", "--import", otelSdk, main];
 
 const COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
