@@ -28,9 +28,10 @@ const otelSdk = fromDist ? path.join(dist, "observability", "otel-sdk.js") : pat
  *   default lets it grow to 16 MB under a high allocation rate;
  * - `--heap-growing-percent=50`: the old generation grows to 1.5 times what the last major
  *   collection left alive before the next one, where V8 lets it grow up to four times.
- * Under 128 clients for 30 s the largest process peaked at 144.6-203.1 MB with the first alone (above
- * 150 MB in nine runs of ten) and at 123.7-130.3 MB with both (eight runs), at the same throughput
- * (README: Design decisions, measured on the eighteenth machine). The Dockerfile's command sets the same for each container.
+ * Under 128 clients for 30 s the largest process peaked at 144.6-203.1 MB with the first alone
+ * (above 150 MB in nine runs of ten) and at 123.7-130.3 MB with both (eight runs), at the same
+ * throughput (README: Design decisions, measured on the eighteenth machine). The Dockerfile's
+ * command sets the same for each container.
  */
 export const SERVICE_PROCESS_V8_FLAGS = ["--max-semi-space-size=8", "--heap-growing-percent=50"];
 const nodeArgs = fromDist ? ["--enable-source-maps", "--import", otelSdk, main] : ["--import", "tsx", "--import", otelSdk, main];

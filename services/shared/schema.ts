@@ -216,9 +216,9 @@ export const keyColumnsNotC = (schemas: readonly string[]): string => `
  * comparison at every index step, sort and lookup, on the hottest statements (the append's six
  * index insertions, the inbox claim, the saga instances' lookup): on the eighteenth machine's
  * PostgreSQL an append took 15-21% less time with these columns collated "C", against both
- * `C.UTF-8` and ICU's `en-US` as the default (README: Design decisions). Idempotent: a column already collated "C" is left
- * alone, so a database of an older layout is converted once (its indexes rebuilt) and a current
- * one not touched.
+ * `C.UTF-8` and ICU's `en-US` as the default (README: Design decisions). Idempotent: a column
+ * already collated "C" is left alone, so a database of an older layout is converted once (its
+ * indexes rebuilt) and a current one not touched.
  */
 export const bytewiseKeys = (schemas: readonly string[]): string => `
 DO $bytewise$
@@ -231,8 +231,8 @@ BEGIN
 END $bytewise$;
 `;
 
-/** Every schema the DDL above creates (the read models' own is `PgReadModelStore`'s). */
-const SCHEMAS = ["event_store", "messaging", "users", "products", "carts", "orders", "warehouse", "payments", "shipping", "notifications", "orchestrator"];
+/** Every schema the DDL above creates (the read models' own, `read_model`, is `PgReadModelStore`'s). */
+export const SYSTEM_SCHEMAS = ["event_store", "messaging", "users", "products", "carts", "orders", "warehouse", "payments", "shipping", "notifications", "orchestrator"];
 
 const SEED = `
 INSERT INTO users.users (id, name, email, phone, street, city, postal_code) VALUES
@@ -281,7 +281,7 @@ export async function migrate(pool: pg.Pool, { embedded }: { embedded: boolean }
     const { rows } = await client.query("SELECT max(version) AS v FROM public.saga_bench_schema");
     if (rows[0].v === SCHEMA_VERSION) return;
     await client.query(DDL);
-    await client.query(bytewiseKeys(SCHEMAS));
+    await client.query(bytewiseKeys(SYSTEM_SCHEMAS));
     await client.query(storage(embedded));
     await client.query(SEED);
     await client.query("INSERT INTO public.saga_bench_schema (version) VALUES ($1)", [SCHEMA_VERSION]);
