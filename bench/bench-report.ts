@@ -194,8 +194,8 @@ export function stageTable(cells: FoldedCell[]): Table {
 
 export function floorTable(r: BenchResults): Table {
   return {
-    headers: ["transport", "request/reply hop ms", "channel hop ms", "commit ms", "database"],
-    rows: Object.entries(r.floor).map(([t, x]) => [t, f(x!.request_reply_ms, 3), f(x!.channel_hop_ms, 3), f(x!.commit_ms, 3), x!.database]),
+    headers: ["transport", "request/reply hop ms", "channel hop ms", "commit ms", "statement ms", "database"],
+    rows: Object.entries(r.floor).map(([t, x]) => [t, f(x!.request_reply_ms, 3), f(x!.channel_hop_ms, 3), f(x!.commit_ms, 3), f(x!.statement_ms, 3), x!.database]),
   };
 }
 
@@ -235,7 +235,10 @@ const READING = `How to read it:
 - DB stmts/saga: statements the system's processes sent to the database over the measured
   window per completed saga (\`saga_db_statements_total\` in /metrics), BEGIN and COMMIT
   included: each is a round trip, the unit a hop's cost is made of. Unlike CPU and latency it
-  does not depend on the machine's speed; it falls as batches grow.
+  does not depend on the machine's speed; it falls as batches grow. Times the floor's statement
+  (one round trip of a trivial prepared statement), it is the least time the saga's statements
+  take, one after the other: at low load, where each hop runs alone, most of the p50 (some of
+  the statements, the read model's, are off the saga's path).
 - WAL KB/saga: the write-ahead log PostgreSQL wrote over the measured window per completed saga
   (its WAL position before and after; the whole server's): every row, index entry and commit
   record the saga cost the database, again independent of the machine's speed. None on PGlite.

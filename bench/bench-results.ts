@@ -75,6 +75,8 @@ export interface FloorResult {
   request_reply_ms: number;
   channel_hop_ms: number;
   commit_ms: number;
+  /** One round trip of a trivial prepared statement; absent in older results. */
+  statement_ms?: number;
   database: "pglite" | "postgresql";
 }
 

@@ -10,7 +10,7 @@ import { needsSystemFaults, scenarioEnv, SCENARIOS, SEEDED_STOCK, type Scenario 
 import { cellKey, ofMaxLabel, type BenchResults, type CellResult, type FloorResult, type Percentiles } from "./bench-results.js";
 import { warmupOf, type BenchOptions } from "./bench-options.js";
 import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
-import { measureCommitFloor, measureTransportFloor } from "./floor.js";
+import { measureDatabaseFloor, measureTransportFloor } from "./floor.js";
 import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
 import { OtlpSink } from "./otlp-sink.js";
 import { backendCpuBetween, ownStats, walBetween, type BackendCpu, type ProcessStats } from "./process-stats.js";
@@ -309,15 +309,15 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
   const sink = o.tracing ? await OtlpSink.start() : undefined;
   const floor: BenchResults["floor"] = {};
   const transports = [...new Set(plan.cells.map((c) => c.transport))];
-  ctx.progress.line(`floor: measuring ${transports.join(", ")} and one ${plan.databaseUrl ? "PostgreSQL" : "PGlite"} commit`);
-  const commit = await measureCommitFloor(plan.databaseUrl);
+  ctx.progress.line(`floor: measuring ${transports.join(", ")} and one ${plan.databaseUrl ? "PostgreSQL" : "PGlite"} commit and statement`);
+  const db = await measureDatabaseFloor(plan.databaseUrl);
   const database = plan.databaseUrl ? "postgresql" : "pglite";
   for (const t of transports.includes("memory") ? transports : ["memory" as Transport, ...transports]) {
     const f = await measureTransportFloor(t, plan.transportUrl[t]);
-    floor[t] = { ...f, commit_ms: commit, database };
+    floor[t] = { ...f, ...db, database };
   }
   ctx.progress.line(
-    `floor: ${Object.entries(floor).map(([t, f]) => `${t} call ${f!.request_reply_ms} ms, channel hop ${f!.channel_hop_ms} ms`).join("; ")}; commit ${commit} ms (${database})`,
+    `floor: ${Object.entries(floor).map(([t, f]) => `${t} call ${f!.request_reply_ms} ms, channel hop ${f!.channel_hop_ms} ms`).join("; ")}; commit ${db.commit_ms} ms, statement ${db.statement_ms} ms (${database})`,
   );
 
   const cells: CellResult[] = [];

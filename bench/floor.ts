@@ -14,7 +14,9 @@ import { removeNamespace } from "./broker-cleanup.js";
  * The floor: what one step of the path costs at the least on this machine, measured in the
  * same run as the cells. A request/reply hop is one Moleculer call answered at once; a channel
  * hop is one durable-channel message from send to handler; a commit is BEGIN, one INSERT,
- * COMMIT. Each is the median of sequential round trips, so no queue inflates it.
+ * COMMIT; a statement is one round trip of a trivial prepared statement on the same connection
+ * (`SELECT $1::int`), the least any statement of a hop costs. Each is the median of sequential
+ * round trips, so no queue inflates it.
  */
 
 export interface TransportFloor {
@@ -85,8 +87,13 @@ export async function measureTransportFloor(transport: Transport, url?: string):
   }
 }
 
-/** One commit on a fresh database of the kind the cells use (PGlite through its socket, or the server). */
-export async function measureCommitFloor(adminDatabaseUrl?: string): Promise<number> {
+export interface DatabaseFloor {
+  commit_ms: number;
+  statement_ms: number;
+}
+
+/** One commit and one statement on a fresh database of the kind the cells use (PGlite in process, or the server). */
+export async function measureDatabaseFloor(adminDatabaseUrl?: string): Promise<DatabaseFloor> {
   const fresh = adminDatabaseUrl ? await freshPostgresDatabase(adminDatabaseUrl, "saga_bench_floor") : undefined;
   const dir = fresh ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-floor-"));
   const db = await openDatabase(fresh ? { databaseUrl: fresh.url, poolSize: 1 } : { pgliteDir: dir });
@@ -94,11 +101,16 @@ export async function measureCommitFloor(adminDatabaseUrl?: string): Promise<num
     await db.pool.query("CREATE TABLE IF NOT EXISTS public.floor (id SERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now())");
     const client = await db.pool.connect();
     try {
-      return await timeIt(SAMPLES, async () => {
+      const commit_ms = await timeIt(SAMPLES, async () => {
         await client.query("BEGIN");
         await client.query("INSERT INTO public.floor DEFAULT VALUES");
         await client.query("COMMIT");
       });
+      // with a parameter, so it goes out as a prepared statement, as the system's statements do
+      const statement_ms = await timeIt(SAMPLES, async () => {
+        await client.query("SELECT $1::int AS n", [1]);
+      });
+      return { commit_ms, statement_ms };
     } finally {
       client.release();
     }

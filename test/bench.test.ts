@@ -100,6 +100,9 @@ describe("npm run bench", () => {
     const orchestrated = results.cells.find((c) => c.mode === "orchestrated")!;
     expect(orchestrated.steps_split_ms.charge_payment.coordination_ms).toBeGreaterThan(0);
     expect(results.floor.memory).toMatchObject({ database: "pglite" });
+    // one statement's round trip is part of a commit's (BEGIN, INSERT, COMMIT)
+    expect(results.floor.memory!.statement_ms).toBeGreaterThan(0);
+    expect(results.floor.memory!.statement_ms).toBeLessThan(results.floor.memory!.commit_ms);
     expect(results.meta).toMatchObject({ node: process.version, machine: { cpus: os.cpus().length } });
     expect(stdout).toContain("audit clean in all 2 cell(s)");
     expect(stdout).toMatch(/busiest consumer \S+ \d+% busy/);
