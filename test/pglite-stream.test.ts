@@ -29,7 +29,32 @@ describe("PGliteStream", () => {
       await expect(c.query("INSERT INTO t VALUES ($1, $2), ($1, $2)", [1, "dup"])).rejects.toMatchObject({ code: "23505" });
       // the failed statement changed nothing and the connection goes on
       expect((await c.query("SELECT count(*)::int AS n FROM t")).rows[0].n).toBe(0);
+      // a statement's messages go in together: one that fails at Parse or at Bind skips the rest
+      // of its statement up to its Sync, and the connection goes on
+      await expect(c.query("SELEC $1::int", [1])).rejects.toMatchObject({ code: "42601" });
+      await expect(c.query({ name: "s2", text: "SELECT $1::int AS n", values: ["not a number"] })).rejects.toMatchObject({ code: "22P02" });
+      expect((await c.query({ name: "s2", text: "SELECT $1::int AS n", values: [7] })).rows[0].n).toBe(7);
     } finally {
+      await c.end();
+    }
+  });
+
+  it("hands PGlite a statement's protocol messages in one call", async () => {
+    const c = client();
+    await c.connect();
+    const calls: number[] = [];
+    const original = lite.execProtocolRawStream.bind(lite);
+    lite.execProtocolRawStream = ((message: Uint8Array, options: never) => {
+      calls.push(message.length);
+      return original(message, options);
+    }) as typeof lite.execProtocolRawStream;
+    try {
+      // Parse, Bind, Describe, Execute and Sync the first time; the same but Parse after
+      await c.query({ name: "s3", text: "SELECT $1::int AS n", values: [1] });
+      await c.query({ name: "s3", text: "SELECT $1::int AS n", values: [2] });
+      expect(calls).toHaveLength(2);
+    } finally {
+      lite.execProtocolRawStream = original;
       await c.end();
     }
   });
