@@ -26,11 +26,11 @@ const transactionOwner = new WeakMap<PGlite, PGliteStream>();
  * (types, prepared statements, errors) runs as against a PostgreSQL server.
  *
  * PGlite runs one session. Messages are executed strictly in order; the pool that uses this
- * stream keeps one connection (see `openEmbedded`). `pg` writes a statement's protocol messages
- * (Bind, Execute, Sync) as separate chunks of one corked write; they reach PGlite together, in
- * one call, as they would reach a server in one packet: each call into PGlite has a cost of its
- * own (its lock, its entry into WebAssembly, its file-system sync), about a third of a trivial
- * prepared statement's time when each message went in alone. A Terminate ends the stream
+ * stream keeps one connection (see `openEmbedded`). `pg` writes a statement's protocol
+ * messages (Parse, Bind, Describe, Execute, Sync) as chunks of one corked write; they reach
+ * PGlite together, in one call, as they would reach a server in one packet: each call into
+ * PGlite has a cost of its own (its lock, its entry into WebAssembly, its file-system sync),
+ * about a third of a trivial prepared statement's time when each message went in alone. A Terminate ends the stream
  * without reaching PGlite (its session outlives the connection), rolling back a transaction the
  * connection left open, as a server does for a client that goes away; a transaction another
  * connection began since (the pool's next connection) is left alone.
