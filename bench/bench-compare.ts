@@ -1,7 +1,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { BenchResults, CellResult } from "./bench-results.js";
-import { foldRepeats, markdownTable, textTable, type Table } from "./bench-report.js";
+import { cpuMsPerSaga, databaseCpuMsPerSaga, foldRepeats, markdownTable, statementsPerSaga, textTable, walKbPerSaga, type Table } from "./bench-report.js";
+import { mannWhitneyP, SIGNIFICANCE } from "./run-spread.js";
 
 /** `--compare A B`: the change from run A to run B, cell by cell (matched by key). */
 
@@ -13,23 +14,44 @@ export function loadResults(p: string): BenchResults {
   return r;
 }
 
-const change = (a: number, b: number) => {
+/**
+ * "74.4 → 85.1 (+10.8, +14.5%)", the medians of each side's runs; with several runs a side, the
+ * p-value of the change, and "~" where the runs' spread does not show it (`run-spread.ts`).
+ */
+const change = (a: number, b: number, p: number | null = null) => {
   const d = b - a;
   const pct = a === 0 ? (b === 0 ? 0 : Infinity) : (d / a) * 100;
   const sign = (x: number) => (x > 0 ? "+" : x < 0 ? "" : "±");
-  return { d, text: `${a.toFixed(1)} → ${b.toFixed(1)} (${sign(d)}${d.toFixed(1)}, ${Number.isFinite(pct) ? `${sign(pct)}${pct.toFixed(1)}%` : "new"})` };
+  const shown = p === null ? "" : `, p=${p < 0.001 ? "<0.001" : p.toPrecision(2)}${p > SIGNIFICANCE ? " ~" : ""}`;
+  return { d, text: `${a.toFixed(1)} → ${b.toFixed(1)} (${sign(d)}${d.toFixed(1)}, ${Number.isFinite(pct) ? `${sign(pct)}${pct.toFixed(1)}%` : "new"}${shown})` };
 };
 
 /** A figure one of the runs lacks (PGlite's database CPU, results from before it was measured) shows "–". */
-const changeOrDash = (a: number | null | undefined, b: number | null | undefined) =>
-  a === null || a === undefined || b === null || b === undefined ? "–" : change(a, b).text;
+const changeOrDash = (a: number | null | undefined, b: number | null | undefined, p: number | null = null) =>
+  a === null || a === undefined || b === null || b === undefined ? "–" : change(a, b, p).text;
+
+/** Every run's value of one figure in the cells of one key, leaving out runs that lack it. */
+const runsOf = (cells: CellResult[], f: (c: CellResult) => number | null | undefined): number[] =>
+  cells.map(f).filter((x): x is number => x !== null && x !== undefined && Number.isFinite(x));
+
+/** The figures whose changes get a p-value (the largest resident set is a maximum, not a median). */
+const TESTED = {
+  p50: (c: CellResult) => c.latency_ms.p50,
+  p99: (c: CellResult) => c.latency_ms.p99,
+  throughput: (c: CellResult) => c.throughput_sps,
+  cpuMsPerSaga,
+  databaseCpuMsPerSaga,
+  statementsPerSaga,
+  walKbPerSaga,
+};
+type Tested = keyof typeof TESTED;
 
 /** "saga-orchestrator 98%": the cell's busiest consumer, or null where it was not measured. */
 const busiestOf = (c: CellResult): string | null => (c.stages?.length ? `${c.stages[0]!.consumer} ${Math.round(c.stages[0]!.busy * 100)}%` : null);
 
 export interface Comparison {
   table: Table;
-  rows: { key: string; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; statementsPerSaga: [number | null, number | null]; walKbPerSaga: [number | null, number | null]; largestRssMb: [number, number]; busiest: [string | null, string | null] }[];
+  rows: { key: string; runs: [number, number]; p: Record<Tested, number | null>; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; statementsPerSaga: [number | null, number | null]; walKbPerSaga: [number | null, number | null]; largestRssMb: [number, number]; busiest: [string | null, string | null] }[];
   onlyInA: string[];
   onlyInB: string[];
 }
@@ -37,13 +59,20 @@ export interface Comparison {
 export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
+  const runsA = (key: string) => a.cells.filter((c) => c.key === key);
+  const runsB = (key: string) => b.cells.filter((c) => c.key === key);
   const rows: Comparison["rows"] = [];
   const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "DB stmts/saga", "WAL KB/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
     if (!cb) continue;
+    const p = Object.fromEntries(
+      Object.entries(TESTED).map(([name, f]) => [name, mannWhitneyP(runsOf(runsA(key), f), runsOf(runsB(key), f))]),
+    ) as Record<Tested, number | null>;
     rows.push({
       key,
+      runs: [runsA(key).length, runsB(key).length],
+      p,
       p50: [ca.latency_ms.p50, cb.latency_ms.p50],
       p99: [ca.latency_ms.p99, cb.latency_ms.p99],
       throughput: [ca.throughput_sps, cb.throughput_sps],
@@ -56,13 +85,13 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
     });
     table.rows.push([
       key,
-      change(ca.latency_ms.p50, cb.latency_ms.p50).text,
-      change(ca.latency_ms.p99, cb.latency_ms.p99).text,
-      change(ca.throughput_sps, cb.throughput_sps).text,
-      changeOrDash(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga),
-      changeOrDash(ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga),
-      changeOrDash(ca.statements_per_saga, cb.statements_per_saga),
-      changeOrDash(ca.wal_kb_per_saga, cb.wal_kb_per_saga),
+      change(ca.latency_ms.p50, cb.latency_ms.p50, p.p50).text,
+      change(ca.latency_ms.p99, cb.latency_ms.p99, p.p99).text,
+      change(ca.throughput_sps, cb.throughput_sps, p.throughput).text,
+      changeOrDash(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga, p.cpuMsPerSaga),
+      changeOrDash(ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga, p.databaseCpuMsPerSaga),
+      changeOrDash(ca.statements_per_saga, cb.statements_per_saga, p.statementsPerSaga),
+      changeOrDash(ca.wal_kb_per_saga, cb.wal_kb_per_saga, p.walKbPerSaga),
       change(ca.largest_rss_mb, cb.largest_rss_mb).text,
       `${busiestOf(ca) ?? "–"} → ${busiestOf(cb) ?? "–"}`,
       `${ca.audit.ok ? "clean" : "FAILED"} / ${cb.audit.ok ? "clean" : "FAILED"}`,
@@ -77,7 +106,16 @@ export function writeComparison(aPath: string, bPath: string, outDir: string): C
   const b = loadResults(bPath);
   const cmp = compareResults(a, b);
   const head = `A: ${aPath} (${a.meta.started_at}, commit ${a.meta.commit})\nB: ${bPath} (${b.meta.started_at}, commit ${b.meta.commit})`;
+  const runs = [...new Set(cmp.rows.map((r) => `${r.runs[0]} / ${r.runs[1]}`))];
+  const single = cmp.rows.some((r) => Math.min(...r.runs) < 2);
   const notes = [
+    `runs per cell, A / B: ${runs.join(", ") || "–"}; each figure is the median of its cell's runs`,
+    ...(cmp.rows.some((r) => Math.min(...r.runs) >= 2)
+      ? [`p: two-sided Mann–Whitney U test of the runs; "~" marks a change within their spread (p > ${SIGNIFICANCE}), not shown by them`]
+      : []),
+    ...(single
+      ? ["no p-value where a side has one run: its change cannot be told from the run-to-run spread (repeat the runs, --repeat N or runs merged, four or more a side)"]
+      : []),
     ...(cmp.onlyInA.length ? [`only in A: ${cmp.onlyInA.join(", ")}`] : []),
     ...(cmp.onlyInB.length ? [`only in B: ${cmp.onlyInB.join(", ")}`] : []),
   ];

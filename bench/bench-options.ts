@@ -52,7 +52,9 @@ The rest
                         (open in Chrome DevTools or speedscope)
   --target URL          load an already-running deployment instead of starting one
   --api-key KEY         its API key (or BENCH_API_KEY)
-  --compare A B         compare two results.json (or their directories) cell by cell
+  --compare A B         compare two results.json (or their directories) cell by cell; with
+                        several runs a side (--repeat), each change's p-value, "~" where
+                        the runs' spread does not show it
   --port N              first gateway port for the systems started (default 18300)
   -h, --help            this text
 

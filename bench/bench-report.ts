@@ -39,10 +39,11 @@ const perCompletedSaga = (c: CellResult, total: number | null | undefined) => {
 };
 const ms = (s: number | null | undefined) => (s === null || s === undefined ? null : s * 1000);
 const kb = (bytes: number | null | undefined) => (bytes === null || bytes === undefined ? null : bytes / 1024);
-const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(systemCpuS(c)));
-const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(c.database_cpu_s));
-const statementsPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_statements);
-const walKbPerSaga = (c: CellResult) => perCompletedSaga(c, kb(c.db_wal_bytes));
+/** Per completed saga over the measured window: the system's CPU (every process but the load generator's) and the database's, ms; statements sent; WAL, KB. */
+export const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(systemCpuS(c)));
+export const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(c.database_cpu_s));
+export const statementsPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_statements);
+export const walKbPerSaga = (c: CellResult) => perCompletedSaga(c, kb(c.db_wal_bytes));
 const medianOf = (xs: (number | null)[]) => {
   const known = xs.filter((x): x is number => x !== null);
   return known.length > 0 ? median(known) : null;

@@ -195,5 +195,38 @@ describe("npm run bench", () => {
     const other = compareResults(results, slower);
     expect(other.table.rows.every((r) => String(r[1]).includes("+100.0%"))).toBe(true);
     expect(other.rows.every((r) => r.largestRssMb[1] === 120)).toBe(true);
+    // one run a side: no p-value, and the note says why
+    expect(other.rows.every((r) => r.p.throughput === null && r.runs.join() === "1,1")).toBe(true);
+    expect(cmp.stdout).toContain("no p-value where a side has one run");
+  });
+
+  it("--compare of repeated runs says which changes their spread shows and which it does not", () => {
+    // four runs a side, interleaved as --repeat makes them: throughput 1.5 times higher in every
+    // B run, p50 jittering the same way on both sides
+    const runs = (scale: number) => {
+      const r = structuredClone(results);
+      r.cells = [0.98, 1.01, 0.99, 1.02].flatMap((jitter, repeat) =>
+        results.cells.map((c) => {
+          const copy = structuredClone(c);
+          copy.repeat = repeat;
+          copy.throughput_sps = c.throughput_sps * scale * jitter;
+          copy.latency_ms.p50 = c.latency_ms.p50 * jitter;
+          return copy;
+        }),
+      );
+      return r;
+    };
+    const cmp = compareResults(runs(1), runs(1.5));
+    expect(cmp.rows).toHaveLength(2);
+    for (const r of cmp.rows) {
+      expect(r.runs).toEqual([4, 4]);
+      // four runs a side, all of B's above all of A's: the smallest two-sided p of 4 + 4, 2/70
+      expect(r.p.throughput).toBeCloseTo(2 / 70, 10);
+      expect(r.p.p50).toBe(1);
+    }
+    for (const row of cmp.table.rows) {
+      expect(String(row[3])).toMatch(/\+50\.0%, p=0\.029\)$/);
+      expect(String(row[1])).toMatch(/p=1\.0 ~\)$/);
+    }
   });
 });
