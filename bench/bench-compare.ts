@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { BenchResults, CellResult } from "./bench-results.js";
 import { cpuMsPerSaga, databaseCpuMsPerSaga, foldRepeats, markdownTable, statementsPerSaga, textTable, walKbPerSaga, type Table } from "./bench-report.js";
-import { mannWhitneyP, SIGNIFICANCE } from "./run-spread.js";
+import { describeP, mannWhitneyP, SIGNIFICANCE } from "./run-spread.js";
 
 /** `--compare A B`: the change from run A to run B, cell by cell (matched by key). */
 
@@ -22,8 +22,7 @@ const change = (a: number, b: number, p: number | null = null) => {
   const d = b - a;
   const pct = a === 0 ? (b === 0 ? 0 : Infinity) : (d / a) * 100;
   const sign = (x: number) => (x > 0 ? "+" : x < 0 ? "" : "±");
-  const shown = p === null ? "" : `, p=${p < 0.001 ? "<0.001" : p.toPrecision(2)}${p > SIGNIFICANCE ? " ~" : ""}`;
-  return { d, text: `${a.toFixed(1)} → ${b.toFixed(1)} (${sign(d)}${d.toFixed(1)}, ${Number.isFinite(pct) ? `${sign(pct)}${pct.toFixed(1)}%` : "new"}${shown})` };
+  return { d, text: `${a.toFixed(1)} → ${b.toFixed(1)} (${sign(d)}${d.toFixed(1)}, ${Number.isFinite(pct) ? `${sign(pct)}${pct.toFixed(1)}%` : "new"}${describeP(p)})` };
 };
 
 /** A figure one of the runs lacks (PGlite's database CPU, results from before it was measured) shows "–". */

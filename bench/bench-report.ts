@@ -2,10 +2,12 @@ import { ofMaxLabel, type BenchResults, type CellResult } from "./bench-results.
 import type { Chart } from "./bench-charts.js";
 import { foldStages } from "./consumer-stages.js";
 import { median } from "./saga-analysis.js";
+import { describeP, mannWhitneyP } from "./run-spread.js";
 
 /**
  * report.md, report.html and the terminal's summary, all from one set of tables. Repetitions
- * of a cell are folded into their median, with the spread (min–max) of p50 and throughput.
+ * of a cell are folded into their median, with the spread (min–max) of p50 and throughput; with
+ * two or more a style, the summary's O÷C ratios carry the p-value of the styles' runs.
  */
 
 export interface Table {
@@ -16,6 +18,8 @@ export interface Table {
 export interface FoldedCell extends CellResult {
   repeats: number;
   spread: { p50: [number, number]; throughput: [number, number] };
+  /** Each repetition's p50 and p99, in run order. */
+  runs: { p50: number[]; p99: number[] };
   /** The largest resident set of any of the system's processes, the most across repetitions. */
   largest_rss_mb: number;
   /** The system's CPU over the measured seconds per completed saga (median); null when none completed. */
@@ -75,6 +79,7 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       load: { ...first.load, rate: pick((c) => c.load.rate) },
       audit: { ok: g.every((c) => c.audit.ok), violations: g.flatMap((c) => c.audit.violations) },
       spread: { p50: span((c) => c.latency_ms.p50), throughput: span((c) => c.throughput_sps) },
+      runs: { p50: g.map((c) => c.latency_ms.p50), p99: g.map((c) => c.latency_ms.p99) },
       largest_rss_mb: Math.max(...g.map(largestRssMb)),
       cpu_ms_per_saga: medianOf(g.map(cpuMsPerSaga)),
       database_cpu_ms_per_saga: medianOf(g.map(databaseCpuMsPerSaga)),
@@ -91,6 +96,9 @@ const loadLabel = (c: CellResult) => (c.load.kind === "open" ? `open ${ofMaxLabe
 /** The label with the rate a cell at a fraction of the maximum ran at. */
 const loadWithRate = (c: CellResult) => loadLabel(c) + (c.load.of_max ? ` (${f(c.load.rate)}/s)` : "");
 const ratio = (a: number | null | undefined, b: number | null | undefined) => (a && b ? `${(a / b).toFixed(2)}×` : "–");
+/** O÷C of a latency percentile; with repetitions of both styles, whether their runs show it (`run-spread.ts`). */
+const latencyRatio = (o: FoldedCell | undefined, c: FoldedCell | undefined, q: "p50" | "p99") =>
+  ratio(o?.latency_ms[q], c?.latency_ms[q]) + (o && c ? describeP(mannWhitneyP(o.runs[q], c.runs[q])) : "");
 
 /** Orchestrated beside choreographed, per transport, scenario and load, with ratios. */
 export function summaryTable(cells: FoldedCell[]): Table {
@@ -111,9 +119,9 @@ export function summaryTable(cells: FoldedCell[]): Table {
       load,
       `${f(o?.throughput_sps)} / ${f(c?.throughput_sps)}`,
       `${f(o?.latency_ms.p50)} / ${f(c?.latency_ms.p50)}`,
-      ratio(o?.latency_ms.p50, c?.latency_ms.p50),
+      latencyRatio(o, c, "p50"),
       `${f(o?.latency_ms.p99)} / ${f(c?.latency_ms.p99)}`,
-      ratio(o?.latency_ms.p99, c?.latency_ms.p99),
+      latencyRatio(o, c, "p99"),
       `${f(o?.x_floor)} / ${f(c?.x_floor)}`,
       `${f(o?.messages_per_saga)} / ${f(c?.messages_per_saga)}`,
       `${f(o?.statements_per_saga, 0)} / ${f(c?.statements_per_saga, 0)}`,
@@ -221,6 +229,9 @@ export function textTable(t: Table): string {
 
 const READING = `How to read it:
 - O / C: orchestrated / choreographed. O÷C above 1 means the orchestrator is slower by that factor.
+  With --repeat N every figure is the median of the cell's N runs, and each O÷C carries the
+  p-value of the two styles' runs (two-sided Mann–Whitney U): "~" where those runs do not show
+  the styles apart (p > 0.05). Four runs a style are the least that can show a difference.
 - Latency is request to terminal state: the API answers a \`Prefer: wait\` request when the saga
   has ended. In open-loop cells it counts from the moment each request was due, so a queue in
   the system shows up as latency instead of slowing the load down (no coordinated omission).

@@ -80,3 +80,9 @@ export function mannWhitneyP(a: readonly number[], b: readonly number[]): number
   }
   return Math.min(1, asFar / total);
 }
+
+/** ", p=0.18 ~" beside a figure: its p-value, and "~" where the runs' spread does not show it; "" without one. */
+export function describeP(p: number | null): string {
+  if (p === null) return "";
+  return `, p=${p < 0.001 ? "<0.001" : p.toPrecision(2)}${p > SIGNIFICANCE ? " ~" : ""}`;
+}

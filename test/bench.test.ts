@@ -7,6 +7,7 @@ import { openDatabase, type Database } from "../services/shared/database.js";
 import { auditCheckouts } from "../bench/end-state-audit.js";
 import { SEEDED_STOCK } from "../bench/bench-scenarios.js";
 import { compareResults, loadResults } from "../bench/bench-compare.js";
+import { foldRepeats, summaryTable } from "../bench/bench-report.js";
 import type { BenchResults } from "../bench/bench-results.js";
 import { REQUIRE_SERVICES } from "./support/infrastructure.js";
 
@@ -228,5 +229,23 @@ describe("npm run bench", () => {
       expect(String(row[3])).toMatch(/\+50\.0%, p=0\.029\)$/);
       expect(String(row[1])).toMatch(/p=1\.0 ~\)$/);
     }
+
+    // the report's O÷C: the orchestrated runs' p50 all above the choreographed ones', their p99s
+    // interleaved; a single run of each gives the ratio alone
+    const styles = structuredClone(results);
+    styles.cells = [0.98, 1.01, 0.99, 1.02].flatMap((jitter, repeat) =>
+      results.cells.map((c) => {
+        const copy = structuredClone(c);
+        copy.repeat = repeat;
+        copy.latency_ms.p50 = (c.mode === "orchestrated" ? 200 : 100) * jitter;
+        copy.latency_ms.p99 = 300 * (c.mode === "orchestrated" ? jitter : 2.01 - jitter);
+        return copy;
+      }),
+    );
+    const [row] = summaryTable(foldRepeats(styles.cells)).rows;
+    expect(row![5]).toBe("2.00×, p=0.029");
+    expect(row![7]).toMatch(/^0\.99×, p=0\.\d+ ~$/);
+    const [single] = summaryTable(foldRepeats(results.cells)).rows;
+    expect(single![5]).toMatch(/^\d+\.\d\d×$/);
   });
 });
