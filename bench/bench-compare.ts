@@ -18,6 +18,24 @@ export function loadResults(p: string): BenchResults {
  * "74.4 → 85.1 (+10.8, +14.5%)", the medians of each side's runs; with several runs a side, the
  * p-value of the change, and "~" where the runs' spread does not show it (`run-spread.ts`).
  */
+/**
+ * One side of a comparison: a run, or several runs of one build given as a comma-separated list
+ * (`a1,a2,a3`), whose cells are taken together as repetitions. Their start times and commits
+ * are listed in the header.
+ */
+export function loadSide(spec: string): { results: BenchResults; label: string } {
+  const paths = spec.split(",").filter((p) => p.length > 0);
+  if (paths.length === 0) throw new Error(`no results named in "${spec}"`);
+  const runs = paths.map(loadResults);
+  const commits = [...new Set(runs.map((r) => r.meta.commit))];
+  const results: BenchResults = { ...runs[0]!, cells: runs.flatMap((r) => r.cells) };
+  const label =
+    runs.length === 1
+      ? `${spec} (${runs[0]!.meta.started_at}, commit ${runs[0]!.meta.commit})`
+      : `${paths.join(", ")} (${runs.length} runs, ${runs[0]!.meta.started_at} to ${runs.at(-1)!.meta.started_at}, commit ${commits.join(" and ")})`;
+  return { results, label };
+}
+
 const change = (a: number, b: number, p: number | null = null) => {
   const d = b - a;
   const pct = a === 0 ? (b === 0 ? 0 : Infinity) : (d / a) * 100;
@@ -101,10 +119,10 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
 
 /** Prints the comparison and writes compare.md and compare.json into `outDir`. */
 export function writeComparison(aPath: string, bPath: string, outDir: string): Comparison {
-  const a = loadResults(aPath);
-  const b = loadResults(bPath);
-  const cmp = compareResults(a, b);
-  const head = `A: ${aPath} (${a.meta.started_at}, commit ${a.meta.commit})\nB: ${bPath} (${b.meta.started_at}, commit ${b.meta.commit})`;
+  const a = loadSide(aPath);
+  const b = loadSide(bPath);
+  const cmp = compareResults(a.results, b.results);
+  const head = `A: ${a.label}\nB: ${b.label}`;
   const runs = [...new Set(cmp.rows.map((r) => `${r.runs[0]} / ${r.runs[1]}`))];
   const single = cmp.rows.some((r) => Math.min(...r.runs) < 2);
   const notes = [
@@ -113,7 +131,7 @@ export function writeComparison(aPath: string, bPath: string, outDir: string): C
       ? [`p: two-sided Mann–Whitney U test of the runs; "~" marks a change within their spread (p > ${SIGNIFICANCE}), not shown by them`]
       : []),
     ...(single
-      ? ["no p-value where a side has one run: its change cannot be told from the run-to-run spread (repeat the runs, --repeat N or runs merged, four or more a side)"]
+      ? ["no p-value where a side has one run: its change cannot be told from the run-to-run spread (repeat the runs, --repeat N or several runs a side as A1,A2,A3 B1,B2,B3; four or more a side)"]
       : []),
     ...(cmp.onlyInA.length ? [`only in A: ${cmp.onlyInA.join(", ")}`] : []),
     ...(cmp.onlyInB.length ? [`only in B: ${cmp.onlyInB.join(", ")}`] : []),

@@ -52,9 +52,10 @@ The rest
                         (open in Chrome DevTools or speedscope)
   --target URL          load an already-running deployment instead of starting one
   --api-key KEY         its API key (or BENCH_API_KEY)
-  --compare A B         compare two results.json (or their directories) cell by cell; with
-                        several runs a side (--repeat), each change's p-value, "~" where
-                        the runs' spread does not show it
+  --compare A B         compare two results.json (or their directories) cell by cell; a side
+                        may list several runs of one build (A1,A2,A3); with several runs a
+                        side (or --repeat), each change's p-value, "~" where the runs'
+                        spread does not show it
   --port N              first gateway port for the systems started (default 18300)
   -h, --help            this text
 
@@ -151,7 +152,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const quick = v.quick ?? false;
   let compare: [string, string] | undefined;
   if (v.compare) {
-    if (parsed.positionals.length !== 2) throw new UsageError("--compare needs two results: --compare A/results.json B/results.json");
+    if (parsed.positionals.length !== 2) throw new UsageError("--compare needs two results: --compare A/results.json B/results.json (a side may list several runs: A1,A2 B1,B2)");
     compare = [parsed.positionals[0], parsed.positionals[1]];
   } else if (parsed.positionals.length > 0) {
     throw new UsageError(`unexpected argument(s): ${parsed.positionals.join(" ")}`);

@@ -199,6 +199,14 @@ describe("npm run bench", () => {
     // one run a side: no p-value, and the note says why
     expect(other.rows.every((r) => r.p.throughput === null && r.runs.join() === "1,1")).toBe(true);
     expect(cmp.stdout).toContain("no p-value where a side has one run");
+    // a side listed as several runs: their cells taken together; the same run twice a side
+    // changes nothing and shows nothing
+    const listed = spawnSync(process.execPath, ["dist/bench/bench-cli.js", "--compare", `${out},${out}`, `${out},${out}`, "--out", path.join(out, "cmp2")], { cwd: repo, encoding: "utf8" });
+    expect(listed.status, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain("(2 runs, ");
+    expect(listed.stdout).toContain("runs per cell, A / B: 2 / 2");
+    expect(listed.stdout).toMatch(/±0\.0, ±0\.0%, p=1\.0 ~\)/);
+    expect(listed.stdout).not.toContain("no p-value where a side has one run");
   });
 
   it("--compare of repeated runs says which changes their spread shows and which it does not", () => {
