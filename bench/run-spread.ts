@@ -1,8 +1,9 @@
 /**
  * Whether two sets of runs of one cell differ by more than their own spread. On a small virtual
  * machine the same build can move by a third from one run to the next, so a change in the
- * medians of a few runs says little by itself. `--compare` marks each change with the
- * two-sided Mann–Whitney U test of the runs behind it (as Go's benchstat does): it needs no
+ * medians of a few runs says little by itself. `--compare` marks each change, and the report
+ * each O÷C of repeated cells, with the two-sided Mann–Whitney U test of the runs behind it (as
+ * Go's benchstat does for changes): it needs no
  * assumption about how run-to-run noise is distributed, only that runs of one side are
  * interchangeable, which interleaving them (A, B, A, B) makes likely.
  */
@@ -58,7 +59,7 @@ export function mannWhitneyP(a: readonly number[], b: readonly number[]): number
     const z = (distance / 2 - 0.5) / Math.sqrt(variance);
     return z <= 0 ? 1 : Math.min(1, 2 * normalUpperTail(z));
   }
-  // ways[k][s]: how many choices of k of the ranks seen so far sum (doubled) to s, as shares of all choices
+  // ways[k][s]: how many choices of k of the ranks seen so far sum (doubled) to s (counts in doubles: C(60, 30) is 1.2e17)
   const maxSum = ranks.reduce((s, r) => s + r, 0);
   let ways: Float64Array[] = Array.from({ length: n1 + 1 }, () => new Float64Array(maxSum + 1));
   ways[0]![0] = 1;
