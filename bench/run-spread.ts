@@ -1,11 +1,10 @@
 /**
  * Whether two sets of runs of one cell differ by more than their own spread. On a small virtual
- * machine the same build can move by a third from one run to the next, so a change in the
- * medians of a few runs says little by itself. `--compare` marks each change, and the report
- * each O÷C of repeated cells, with the two-sided Mann–Whitney U test of the runs behind it (as
- * Go's benchstat does for changes): it needs no
- * assumption about how run-to-run noise is distributed, only that runs of one side are
- * interchangeable, which interleaving them (A, B, A, B) makes likely.
+ * machine the same build can move by a third from one run to the next, so a change in the medians
+ * of a few runs says little by itself. `--compare` marks each change, and the report each O÷C of
+ * repeated cells, with the two-sided Mann–Whitney U test of the runs behind it (as Go's benchstat
+ * does for changes): it needs no assumption about how run-to-run noise is distributed, only that
+ * runs of one side are interchangeable, which interleaving them (A, B, A, B) makes likely.
  */
 
 /** Below this p-value a change is taken as shown by the runs; above it, as within their spread. */
