@@ -24,7 +24,8 @@ export function loadResults(p: string): BenchResults {
  * are listed in the header.
  */
 export function loadSide(spec: string): { results: BenchResults; label: string } {
-  const paths = spec.split(",").filter((p) => p.length > 0);
+  // a path that exists is one run, even with a comma in its name
+  const paths = fs.existsSync(spec) ? [spec] : spec.split(",").filter((p) => p.length > 0);
   if (paths.length === 0) throw new Error(`no results named in "${spec}"`);
   const runs = paths.map(loadResults);
   const commits = [...new Set(runs.map((r) => r.meta.commit))];

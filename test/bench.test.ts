@@ -207,6 +207,13 @@ describe("npm run bench", () => {
     expect(listed.stdout).toContain("runs per cell, A / B: 2 / 2");
     expect(listed.stdout).toMatch(/±0\.0, ±0\.0%, p=1\.0 ~\)/);
     expect(listed.stdout).not.toContain("no p-value where a side has one run");
+    // a directory whose name holds a comma is still one run
+    const commaDir = path.join(out, "run,one");
+    fs.mkdirSync(commaDir, { recursive: true });
+    fs.copyFileSync(path.join(out, "results.json"), path.join(commaDir, "results.json"));
+    const comma = spawnSync(process.execPath, ["dist/bench/bench-cli.js", "--compare", commaDir, out, "--out", path.join(out, "cmp3")], { cwd: repo, encoding: "utf8" });
+    expect(comma.status, comma.stderr).toBe(0);
+    expect(comma.stdout).toContain("runs per cell, A / B: 1 / 1");
   });
 
   it("--compare of repeated runs says which changes their spread shows and which it does not", () => {
