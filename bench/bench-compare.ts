@@ -15,10 +15,6 @@ export function loadResults(p: string): BenchResults {
 }
 
 /**
- * "74.4 → 85.1 (+10.8, +14.5%)", the medians of each side's runs; with several runs a side, the
- * p-value of the change, and "~" where the runs' spread does not show it (`run-spread.ts`).
- */
-/**
  * One side of a comparison: a run, or several runs of one build given as a comma-separated list
  * (`a1,a2,a3`), whose cells are taken together as repetitions. Their start times and commits
  * are listed in the header.
@@ -37,6 +33,10 @@ export function loadSide(spec: string): { results: BenchResults; label: string }
   return { results, label };
 }
 
+/**
+ * "74.4 → 85.1 (+10.8, +14.5%)", the medians of each side's runs; with several runs a side, the
+ * p-value of the change, and "~" where the runs' spread does not show it (`run-spread.ts`).
+ */
 const change = (a: number, b: number, p: number | null = null) => {
   const d = b - a;
   const pct = a === 0 ? (b === 0 ? 0 : Infinity) : (d / a) * 100;
@@ -77,19 +77,19 @@ export interface Comparison {
 export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
-  const runsA = (key: string) => a.cells.filter((c) => c.key === key);
-  const runsB = (key: string) => b.cells.filter((c) => c.key === key);
   const rows: Comparison["rows"] = [];
   const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "DB stmts/saga", "WAL KB/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
     if (!cb) continue;
+    const runsA = a.cells.filter((c) => c.key === key);
+    const runsB = b.cells.filter((c) => c.key === key);
     const p = Object.fromEntries(
-      Object.entries(TESTED).map(([name, f]) => [name, mannWhitneyP(runsOf(runsA(key), f), runsOf(runsB(key), f))]),
+      Object.entries(TESTED).map(([name, f]) => [name, mannWhitneyP(runsOf(runsA, f), runsOf(runsB, f))]),
     ) as Record<Tested, number | null>;
     rows.push({
       key,
-      runs: [runsA(key).length, runsB(key).length],
+      runs: [runsA.length, runsB.length],
       p,
       p50: [ca.latency_ms.p50, cb.latency_ms.p50],
       p99: [ca.latency_ms.p99, cb.latency_ms.p99],

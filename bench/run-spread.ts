@@ -46,12 +46,13 @@ export function mannWhitneyP(a: readonly number[], b: readonly number[]): number
   const n1 = a.length;
   const n = a.length + b.length;
   // doubled ranks are whole numbers even where ties give half ranks
-  const ranks = midRanks([...a, ...b]).map((r) => Math.round(r * 2));
+  const pooled = midRanks([...a, ...b]);
+  const ranks = pooled.map((r) => Math.round(r * 2));
   const observed = ranks.slice(0, n1).reduce((s, r) => s + r, 0);
   const expected = n1 * (n + 1);
   const distance = Math.abs(observed - expected);
   if (n > EXACT_UP_TO) {
-    const ties = [...midRanks([...a, ...b]).reduce((m, r) => m.set(r, (m.get(r) ?? 0) + 1), new Map<number, number>()).values()];
+    const ties = [...pooled.reduce((m, r) => m.set(r, (m.get(r) ?? 0) + 1), new Map<number, number>()).values()];
     const variance = ((n1 * (n - n1)) / 12) * (n + 1 - ties.reduce((s, t) => s + t ** 3 - t, 0) / (n * (n - 1)));
     if (variance === 0) return 1;
     // in rank units, with the continuity correction
