@@ -1,5 +1,5 @@
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
-import type { Middleware } from "moleculer";
+import { Transporters, type Middleware } from "moleculer";
 import type { BrokerOptions, LoggerInstance, ServiceBroker } from "moleculer";
 import type pg from "pg";
 import { randomUUID } from "node:crypto";
@@ -35,7 +35,24 @@ export function transporterOptions(config: Config): BrokerOptions["transporter"]
       return { type: "NATS", options: { url: config.transporterUrl } };
     case "amqp":
       // Without noDelay every request/reply hop waits ~40 ms (Nagle against delayed ACKs).
-      return { type: "AMQP", options: { url: config.transporterUrl, socketOptions: { noDelay: true }, prefetch: AMQP_REQUEST_PREFETCH } };
+      return new AmqpTransporter({ url: config.transporterUrl, socketOptions: { noDelay: true }, prefetch: AMQP_REQUEST_PREFETCH });
+  }
+}
+
+/**
+ * Moleculer's AMQP transporter, whose publish rejects instead of throwing. Its `send` calls
+ * amqplib's `publish`, which throws at once on a channel that is closing; Moleculer's callers
+ * (the heartbeat timer above all, which can fire while `broker.stop()` disconnects) only catch a
+ * rejected promise, so the throw escaped as an unhandled rejection. As a rejection, the caller's
+ * own handling applies: the heartbeat logs it, a request fails.
+ */
+class AmqpTransporter extends Transporters.AMQP {
+  override send(topic: string, data: Buffer, meta: Parameters<Transporters.Base["send"]>[2]): Promise<void> {
+    try {
+      return super.send(topic, data, meta);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 }
 
