@@ -60,6 +60,11 @@ export interface CellResult {
    * PGlite or where the server did not say, absent in older results.
    */
   db_wal_bytes?: number | null;
+  /**
+   * Checkouts the cell's warm-up made before its measured window: an open-loop cell's closed-loop
+   * burst, then its own load (WARMUP_BURST in bench-options.ts); absent in older results.
+   */
+  warmup_sagas?: { burst: number; own: number };
   floor_ms: number | null;
   x_floor: number | null;
   audit: { ok: boolean; violations: string[] };

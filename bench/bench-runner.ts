@@ -8,7 +8,7 @@ import type * as hdr from "hdr-histogram-js";
 import type { SagaMode, Transport } from "../services/shared/config.js";
 import { needsSystemFaults, scenarioEnv, SCENARIOS, SEEDED_STOCK, type Scenario } from "./bench-scenarios.js";
 import { cellKey, ofMaxLabel, type BenchResults, type CellResult, type FloorResult, type Percentiles } from "./bench-results.js";
-import { warmupOf, type BenchOptions } from "./bench-options.js";
+import { WARMUP_BURST, warmupOf, type BenchOptions } from "./bench-options.js";
 import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
 import { measureDatabaseFloor, measureTransportFloor } from "./floor.js";
 import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
@@ -156,6 +156,7 @@ const cpuDelta = (before: ProcessStats[], after: ProcessStats[]) =>
 interface Measured {
   load: LoadResult;
   warmOutcomes: Outcome[];
+  warmup: { burst: number; own: number };
   processes: CellResult["processes"];
   database_cpu_s: number | null;
   stages: ConsumerStage[] | null;
@@ -174,6 +175,8 @@ async function applyLoad(
   walOf: () => Promise<number | null> = async () => null,
 ): Promise<Measured> {
   let warmOutcomes: Outcome[] = [];
+  const warmup = { burst: 0, own: 0 };
+  let firstIndex = 0;
   const runId = `bench-${randomBytes(4).toString("hex")}`;
   const warmupS = warmupOf(o, cell.topology);
   if (warmupS > 0) {
@@ -181,12 +184,39 @@ async function applyLoad(
     const onWarm = (p: { done: number; histogram: hdr.Histogram }) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000);
     // A cell warms up under its own load: a closed-loop cell under the same clients, so that
     // its measured window starts with the code paths of that load compiled (a fresh process's
-    // JIT) rather than spending its first seconds compiling them.
-    const warm =
-      cell.load.kind === "open"
-        ? await openLoop({ target, runId: `${runId}-w`, scenario: cell.scenario, rate: cell.load.rate, durationS: warmupS, firstIndex: 0, drainS: DRAIN_S, onProgress: onWarm })
-        : await saturate({ target, scenario: cell.scenario, durationS: warmupS, connections: cell.load.connections, firstIndex: 0, onProgress: onWarm });
-    warmOutcomes = warm.outcomes;
+    // JIT) rather than spending its first seconds compiling them. An open-loop cell's own rate
+    // is too few checkouts for that (3 s at 10/s is 30, and the JIT wants hundreds), so it runs
+    // its scenario in a closed loop first (WARMUP_BURST), then its own rate, which settles the
+    // batches and the consumers' linger at its load.
+    if (cell.load.kind === "open") {
+      const burst = await saturate({
+        target,
+        scenario: cell.scenario,
+        durationS: Math.min(WARMUP_BURST.seconds, warmupS),
+        connections: WARMUP_BURST.clients,
+        firstIndex,
+        onProgress: onWarm,
+      });
+      const own = await openLoop({
+        target,
+        runId: `${runId}-w`,
+        scenario: cell.scenario,
+        rate: cell.load.rate,
+        durationS: warmupS,
+        firstIndex: burst.next_index,
+        drainS: DRAIN_S,
+        onProgress: onWarm,
+      });
+      warmOutcomes = [...burst.outcomes, ...own.outcomes];
+      warmup.burst = burst.outcomes.length;
+      warmup.own = own.outcomes.length;
+      firstIndex = own.next_index;
+    } else {
+      const warm = await saturate({ target, scenario: cell.scenario, durationS: warmupS, connections: cell.load.connections, firstIndex, onProgress: onWarm });
+      warmOutcomes = warm.outcomes;
+      warmup.own = warm.outcomes.length;
+      firstIndex = warm.next_index;
+    }
   }
   // a failed reading leaves the database's CPU unmeasured, not the cell
   const databaseBefore = await backendCpuOf().catch(() => null);
@@ -195,7 +225,6 @@ async function applyLoad(
   const countersBefore = await readSystemCounters(target).catch(() => null);
   const windowStart = performance.now();
   progress.start(label, "measured");
-  const firstIndex = warmOutcomes.length + 1_000;
   const onProgress = (p: { done: number; histogram: hdr.Histogram }) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000);
   const load =
     cell.load.kind === "open"
@@ -210,6 +239,7 @@ async function applyLoad(
   return {
     load,
     warmOutcomes,
+    warmup,
     processes: cpuDelta(before, after),
     database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter),
     stages,
@@ -247,6 +277,7 @@ function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult
     stages: m.stages,
     db_statements: m.db_statements,
     db_wal_bytes: m.db_wal_bytes,
+    warmup_sagas: m.warmup,
     errors: m.load.errors,
   };
 }

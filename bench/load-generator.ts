@@ -59,6 +59,8 @@ export interface LoadResult {
   /** Requests refused or failed (status ≥ 400, network errors), by reason. */
   errors: Record<string, number>;
   duration_s: number;
+  /** The index after the last request sent: where a run after this one starts, so none repeats a request. */
+  next_index: number;
 }
 
 export function newHistogram(): hdr.Histogram {
@@ -191,7 +193,7 @@ export async function openLoop(o: OpenLoopOptions): Promise<LoadResult> {
     tick();
   });
   await Promise.all(inflight);
-  return { histogram, outcomes, errors, duration_s: o.durationS };
+  return { histogram, outcomes, errors, duration_s: o.durationS, next_index: o.firstIndex + total };
 }
 
 export interface SaturationOptions {
@@ -250,5 +252,5 @@ export async function saturate(o: SaturationOptions): Promise<LoadResult & { com
   const completed = outcomes.filter((x) => x.status === "confirmed" || x.status === "cancelled").length;
   // the answers still running at the end are settled (and audited) like any other
   for (const x of outcomes) if (x.status === "pending") x.status = await settle(o.target, x.order_id, Date.now() + 30_000);
-  return { histogram, outcomes, errors, duration_s: result.duration, completed_rate: completed / result.duration };
+  return { histogram, outcomes, errors, duration_s: result.duration, next_index: index, completed_rate: completed / result.duration };
 }
