@@ -180,7 +180,6 @@ async function applyLoad(
   const runId = `bench-${randomBytes(4).toString("hex")}`;
   const warmupS = warmupOf(o, cell.topology);
   if (warmupS > 0) {
-    progress.start(label, "warm-up ");
     const onWarm = (p: { done: number; histogram: hdr.Histogram }) => progress.update(p.done, p.histogram.getValueAtPercentile(50) / 1000);
     // A cell warms up under its own load: a closed-loop cell under the same clients, so that
     // its measured window starts with the code paths of that load compiled (a fresh process's
@@ -189,6 +188,7 @@ async function applyLoad(
     // its scenario in a closed loop first (WARMUP_BURST), then its own rate, which settles the
     // batches and the consumers' linger at its load.
     if (cell.load.kind === "open") {
+      progress.start(label, "warm-up burst");
       const burst = await saturate({
         target,
         scenario: cell.scenario,
@@ -197,6 +197,7 @@ async function applyLoad(
         firstIndex,
         onProgress: onWarm,
       });
+      progress.start(label, "warm-up ");
       const own = await openLoop({
         target,
         runId: `${runId}-w`,
@@ -212,6 +213,7 @@ async function applyLoad(
       warmup.own = own.outcomes.length;
       firstIndex = own.next_index;
     } else {
+      progress.start(label, "warm-up ");
       const warm = await saturate({ target, scenario: cell.scenario, durationS: warmupS, connections: cell.load.connections, firstIndex, onProgress: onWarm });
       warmOutcomes = warm.outcomes;
       warmup.own = warm.outcomes.length;
