@@ -83,7 +83,7 @@ describe("npm run bench", () => {
       expect(c.floor_ms).toBeGreaterThan(0);
       expect(c.x_floor).toBeGreaterThan(0);
       // an open-loop cell warms up with a closed-loop burst of its scenario, then its own rate
-      // (1 s at 4/s); the audit above covers those checkouts too
+      // (1 s at 4/s); the audit below covers those checkouts too
       expect(c.warmup_sagas!.burst, c.key).toBeGreaterThan(4);
       expect(c.warmup_sagas!.own, c.key).toBe(4);
       expect(c.audit).toEqual({ ok: true, violations: [] });
