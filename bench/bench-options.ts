@@ -16,7 +16,7 @@ export const DEFAULT_WARMUP_S: Readonly<Record<Topology, number>> = { single: 3,
 /**
  * It is the number of calls that compiles the code, not the time: an open-loop cell at 10/s
  * makes 30 checkouts in 3 s, and its measured window then ran partly uncompiled code (a p50 a
- * fifth higher and a third more CPU per saga than after 30 s of warm-up). So an open-loop cell's
+ * quarter higher and half as much CPU per saga again as after 30 s of warm-up). So an open-loop cell's
  * warm-up starts with its scenario in a closed loop of these clients, for these seconds (at most
  * the warm-up's own), before its own rate.
  */
