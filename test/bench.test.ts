@@ -82,10 +82,10 @@ describe("npm run bench", () => {
       expect(c.db_wal_bytes).toBeNull();
       expect(c.floor_ms).toBeGreaterThan(0);
       expect(c.x_floor).toBeGreaterThan(0);
-      // an open-loop cell warms up with a closed-loop burst of its scenario, then its own rate
-      // (1 s at 4/s); the audit below covers those checkouts too
-      expect(c.warmup_sagas!.burst, c.key).toBeGreaterThan(4);
-      expect(c.warmup_sagas!.own, c.key).toBe(4);
+      // an open-loop cell warms up with a closed-loop burst of its scenario (how many it
+      // completes in its second depends on the machine), then its own rate (1 s at 4/s); the
+      // audit below covers those checkouts too
+      expect(c.warmup_sagas, c.key).toEqual({ burst: expect.any(Number), own: 4 });
       expect(c.audit).toEqual({ ok: true, violations: [] });
       // each consumer's share of the window, from the system's /metrics
       expect(c.stages?.length, c.key).toBeGreaterThan(3);
@@ -110,6 +110,7 @@ describe("npm run bench", () => {
     expect(results.floor.memory!.statement_ms).toBeLessThan(results.floor.memory!.commit_ms);
     expect(results.meta).toMatchObject({ node: process.version, machine: { cpus: os.cpus().length } });
     expect(stdout).toContain("audit clean in all 2 cell(s)");
+    for (const mode of ["orchestrated ", "choreographed"]) expect(stdout).toContain(`${mode} memory/single mixed 4/s: warm-up burst`);
     expect(stdout).toMatch(/busiest consumer \S+ \d+% busy/);
     expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/## Busiest consumers\n\n\| style \| transport/);
     expect(fs.readFileSync(path.join(out, "report.md"), "utf8")).toMatch(/\| DB stmts\/saga O \/ C \| WAL KB\/saga O \/ C \|/);
