@@ -1,4 +1,4 @@
-import type { CommandType, DataOf, EventType } from "../services/shared/catalogue.js";
+import { participantOf, type CommandType, type DataOf, type EventType } from "../services/shared/catalogue.js";
 import {
   allLinesReserved,
   confirmationFor,
@@ -26,6 +26,9 @@ export interface Reaction<E extends EventType = EventType, C extends CommandType
 
 const reaction = <E extends EventType, C extends CommandType>(r: Reaction<E, C>): Reaction =>
   r as unknown as Reaction;
+
+/** The consumer that runs a reaction, and names its inbox: participant, event, command. */
+export const reactionConsumer = (r: Reaction): string => `${participantOf(r.run)}:${r.on}->${r.run}`;
 
 export const checkoutReactions: readonly Reaction[] = [
   // forward

@@ -1,4 +1,5 @@
 import type { AnyEnvelope, DataOf } from "../services/shared/catalogue.js";
+import { checkoutReactions, reactionConsumer } from "./checkout.reactions.js";
 import { checkoutSteps } from "./checkout.steps.js";
 
 type Undoable = DataOf<"CheckoutTimedOut">["undo_from"];
@@ -22,4 +23,23 @@ export function stepToUndo(events: readonly AnyEnvelope[]): Undoable | null {
   }
   const step = checkoutSteps[inFlight];
   return step && step.compensation ? (step.name as Undoable) : null;
+}
+
+/** A reaction's claim on one message, as its consumer's inbox records it. */
+export interface Owed {
+  consumer: string;
+  message_id: string;
+}
+
+/**
+ * Every reaction a checkout's events call for (pure): for each stored event, each consumer that
+ * acts on it (its reaction's condition holds), so that the watchdog can find the ones whose
+ * inbox lacks the message: a message that died with a crashed process before it was handled.
+ */
+export function owedReactions(events: readonly AnyEnvelope[]): { event: AnyEnvelope; owed: Owed }[] {
+  return events.flatMap((event) =>
+    checkoutReactions
+      .filter((r) => r.on === event.event_type && (!r.when || r.when(event.data as never)))
+      .map((r) => ({ event, owed: { consumer: reactionConsumer(r), message_id: event.event_id } })),
+  );
 }

@@ -16,7 +16,7 @@ import type { ParticipantDriver } from "../services/shared/service-deps.js";
 import type { Config } from "../services/shared/config.js";
 import type { Database } from "../services/shared/database.js";
 import type { PgEventStore } from "../services/event-store/pg-event-store.js";
-import { checkoutReactions, type OrderLookup } from "./checkout.reactions.js";
+import { checkoutReactions, reactionConsumer, type OrderLookup } from "./checkout.reactions.js";
 import { checkoutSteps } from "./checkout.steps.js";
 
 const FORWARD = new Set<CommandType>(checkoutSteps.map((s) => s.invoke));
@@ -142,7 +142,7 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
       if (participantOf(reaction.run) !== participant) continue;
       const handler = (handlers as Record<string, CommandHandler<never>>)[reaction.run];
       const channel = channelOf(reaction.on);
-      const consumer = `${participant}:${reaction.on}->${reaction.run}`;
+      const consumer = reactionConsumer(reaction);
       subscriptions.push({
         channel,
         // NATS durable names allow no dots, wildcards or arrows

@@ -135,3 +135,39 @@ describe("an orchestrated checkout whose first message was lost", () => {
     }
   });
 });
+
+/**
+ * The choreography's counterpart: a checkout whose messages died with a crashed process (in
+ * process, the relay's checkpoint may be past them). Here no relay runs, so nothing stored is
+ * ever published: the watchdog times the checkout out, and then, a step's time apart, sends
+ * again each stored event whose reaction has not handled it, until the compensation chain has
+ * run to the order's cancellation. Without that, the CheckoutTimedOut it records would reach no
+ * one and the order would stay pending for good.
+ */
+describe("a choreographed checkout whose messages were lost", () => {
+  it("is still carried to its end by the watchdog", async () => {
+    const h = await CheckoutHarness.start({
+      mode: "choreographed",
+      env: { SERVICES: ALL_SERVICES.filter((s) => s !== "event-store").join(","), SAGA_TIMEOUT_MS: "600", SAGA_STEP_TIMEOUT_MS: "300" },
+    });
+    try {
+      const product = { id: 9603, price: 20, stock: 5 };
+      await h.seedProducts([product]);
+      const accepted = await h.placeOrder({ user_id: 456, product_id: product.id, quantity: 1 });
+      const deadline = Date.now() + 20_000;
+      let order = await h.order(accepted.order_id);
+      while (order.status === "pending" && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        order = await h.order(accepted.order_id);
+      }
+      const business = await h.businessEvents(accepted.correlation_id);
+      expect(order, `events: ${business.join(", ")}`).toEqual({ status: "cancelled", cancellation_reason: "timeout" });
+      // timed out while the reservation was the step in flight: the warehouse, told at once of
+      // the order and of its timeout, reserved nothing and closed the order for reservations
+      expect(business).toEqual(["OrderInitiated", "CheckoutTimedOut", "StockReleased", "OrderCancelled"]);
+      expect(await h.stock(product.id)).toEqual({ available: product.stock, reserved: 0 });
+    } finally {
+      await h.stop();
+    }
+  });
+});

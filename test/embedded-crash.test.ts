@@ -15,9 +15,10 @@ import { freePort } from "./support/spawned-system.js";
  * while checkouts are in flight, then started again on the same directory: every order it had
  * accepted is still there and runs to its end, and the audit finds nothing lost, stuck, charged
  * twice or holding stock. A message the in-process transport held and no consumer had handled
- * dies with the process: its checkout is driven on at its step's timeout (orchestrated) or
- * cancelled at its deadline (choreographed), both shortened here (README, "Deadlines"). A
- * machine that goes down is another matter (README, Known limits).
+ * dies with the process: its checkout is driven on at its step's timeout (orchestrated), or
+ * cancelled at its deadline, its lost events sent again by the watchdog where it can no longer
+ * cancel it (choreographed); both times are shortened here (README, "Deadlines"). A machine that
+ * goes down is another matter (README, Known limits).
  */
 
 const PRODUCTS = [
@@ -74,6 +75,7 @@ describe.each(SAGA_MODES)("the embedded default, killed mid-saga and started aga
     const log: string[] = [];
     let child = await start(env, base, log);
     const accepted: string[] = [];
+    const correlationOf = new Map<string, string>();
     let pendingAtCrash = 0;
     try {
       for (let i = 0; i < 40; i++) {
@@ -83,7 +85,9 @@ describe.each(SAGA_MODES)("the embedded default, killed mid-saga and started aga
           body: JSON.stringify(order(i)),
         });
         expect(res.status, await res.clone().text()).toBe(202);
-        accepted.push(((await res.json()) as { order_id: string }).order_id);
+        const { order_id, correlation_id } = (await res.json()) as { order_id: string; correlation_id: string };
+        accepted.push(order_id);
+        correlationOf.set(order_id, correlation_id);
       }
       const stats = (await (await fetch(`${base}/cqrs/queries/statistics/orders`)).json()) as { by_status: { pending: number } };
       pendingAtCrash = stats.by_status.pending;
@@ -99,7 +103,13 @@ describe.each(SAGA_MODES)("the embedded default, killed mid-saga and started aga
           const res = await fetch(`${base}/cqrs/queries/orders/${id}`);
           const view = res.ok ? ((await res.json()) as { status: string }) : undefined;
           if (view && view.status !== "pending") break;
-          if (Date.now() > deadline) throw new Error(`${id} did not end within 60 s of the restart (${res.status})`);
+          if (Date.now() > deadline) {
+            // what the checkout recorded, and what the system logged, for whoever reads the failure
+            const cid = correlationOf.get(id)!;
+            const stored = await fetch(`${base}/event-store/api/v1/events/correlation/${cid}`).then((r) => r.json(), String);
+            const types = (stored as { events?: { event_type: string; service_name: string }[] }).events?.map((e) => `${e.event_type} (${e.service_name})`);
+            throw new Error(`${id} (${cid}) did not end within 60 s of the restart (${res.status}); its events: ${JSON.stringify(types ?? stored)}\n${log.join("\n")}`);
+          }
           await sleep(50);
         }
       }

@@ -3,7 +3,7 @@ import { emit, newMessage, type AnyEmit, type AnyEnvelope, type DataOf, type Com
 import { checkoutSteps, initiation, type StepName } from "../sagas/checkout.steps.js";
 import { checkoutReactions } from "../sagas/checkout.reactions.js";
 import { decide, type CheckoutSaga, type SagaInput } from "../sagas/checkout.saga.js";
-import { stepToUndo } from "../sagas/checkout.watchdog.js";
+import { owedReactions, stepToUndo } from "../sagas/checkout.watchdog.js";
 
 /**
  * Parity of the two styles, without infrastructure: the orchestrator's step table (through its
@@ -226,5 +226,48 @@ describe("orchestrator decisions (given / when / then)", () => {
     }
     expect(s.status).toBe("confirmed");
     expect(decide(s, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() })).toBeNull();
+  });
+});
+
+/**
+ * The reactions a choreographed checkout's stored events call for: what the watchdog sends again
+ * when a consumer's inbox lacks it, for the checkouts it can no longer time out.
+ */
+describe("the reactions a checkout's events call for", () => {
+  const id = ORDER.order_id;
+  const initiated = envelope(emit("OrderInitiated", ORDER));
+  const reserved = envelope(emit("StockReserved", { order_id: id, product_id: 101, quantity: 1, line: 1, lines: 1 }));
+  const paid = envelope(emit("PaymentProcessed", { order_id: id, payment_id: "pay_1", transaction_id: "txn_1", amount: 100, currency: "CAD" }));
+  const shipped = envelope(emit("ShipmentScheduled", { order_id: id, shipment_id: "shp_1", carrier: "Canada Post", estimated_delivery: "2026-12-01" }));
+  const owed = (events: AnyEnvelope[]) => owedReactions(events).map(({ event, owed }) => `${event.event_type} ${event.event_id} → ${owed.consumer} ${owed.message_id}`);
+  const to = (e: AnyEnvelope, consumer: string) => `${e.event_type} ${e.event_id} → ${consumer} ${e.event_id}`;
+
+  it("past the shipment, where nothing is undone, the confirmation is owed to the orders service", () => {
+    const events = [initiated, reserved, paid, shipped];
+    expect(stepToUndo(events)).toBeNull();
+    expect(owed(events)).toEqual([
+      to(initiated, "warehouse:OrderInitiated->ReserveStock"),
+      to(reserved, "payments:StockReserved->ProcessPayment"),
+      to(paid, "shipping:PaymentProcessed->ScheduleShipment"),
+      to(shipped, "orders:ShipmentScheduled->ConfirmOrder"),
+    ]);
+  });
+
+  it("a timeout is owed to the participant of the step it undoes, and the chain's events to the one before it", () => {
+    const timedOut = envelope(emit("CheckoutTimedOut", { order_id: id, undo_from: "charge_payment" }));
+    const refunded = envelope(emit("PaymentRefunded", { order_id: id, payment_id: "pay_1", amount: 100, reason: "timeout" }));
+    const events = [initiated, reserved, timedOut, refunded];
+    expect(stepToUndo(events)).toBeNull();
+    expect(owed(events).slice(2)).toEqual([
+      to(timedOut, "payments:CheckoutTimedOut->RefundPayment"),
+      to(refunded, "warehouse:PaymentRefunded->ReleaseStock"),
+    ]);
+  });
+
+  it("an event whose reaction's condition does not hold is owed to no one", () => {
+    // a reservation that fell short releases its own lines, and StockUnavailable cancels that order
+    const released = envelope(emit("StockReleased", { order_id: id, lines: [{ product_id: 101, quantity: 1 }], reason: "stock_unavailable" }));
+    const partly = envelope(emit("StockReserved", { order_id: id, product_id: 101, quantity: 1, line: 1, lines: 2 }));
+    expect(owed([released, partly])).toEqual([]);
   });
 });
