@@ -34,7 +34,8 @@ export interface Owed {
 /**
  * Every reaction a checkout's events call for (pure): for each stored event, each consumer that
  * acts on it (its reaction's condition holds), so that the watchdog can find the ones whose
- * inbox lacks the message: a message that died with a crashed process before it was handled.
+ * inbox lacks the message: a message lost on its way (a relay that does not run, a broker that
+ * dropped it).
  */
 export function owedReactions(events: readonly AnyEnvelope[]): { event: AnyEnvelope; owed: Owed }[] {
   return events.flatMap((event) =>

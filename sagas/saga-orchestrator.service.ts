@@ -111,8 +111,9 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
 
   /**
    * A checkout whose OrderInitiated never reached the orchestrator has no saga instance, so no
-   * deadline finds it: in process, a message published but not yet handled dies with the
-   * process while the relay's checkpoint is already past it. Once a step's time has passed
+   * deadline finds it: the message was lost on its way (a relay that does not run, a broker that
+   * dropped it; in process the relay's checkpoint waits for the handlers, so a crash is not one
+   * of them). Once a step's time has passed
    * without an instance, the OrderInitiated is read from the event store and fed again (the
    * inbox absorbs it if it was handled after all). One statement per sweep, over the orders
    * placed since the last one.
@@ -165,7 +166,7 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
       }
     }
     // A step unanswered past its deadline. The answer may be in the event store already (its
-    // message lost with a crashed process): feed the saga every answer its inbox has not seen.
+    // message lost on its way): feed the saga every answer its inbox has not seen.
     // Otherwise send the same command again (same id: a participant that did get it ignores it).
     const stalled = await pool.query(
       `UPDATE orchestrator.sagas SET step_deadline_at = now() + make_interval(secs => $1::float8 / 1000)

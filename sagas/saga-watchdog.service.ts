@@ -13,8 +13,8 @@ import { owedReactions, stepToUndo } from "./checkout.watchdog.js";
  * flight reacts by undoing it, and the ordinary compensation chain runs back from there.
  *
  * A checkout still pending that it cannot time out (its chain is running, it timed out already,
- * or it is past the shipment) may be waiting for a message that died with a crashed process: in
- * process, the relay's checkpoint can be past a message that no consumer had handled yet. Once a
+ * or it is past the shipment) may be waiting for a message lost on its way (a relay that does
+ * not run, a broker that dropped it). Once a
  * step's time has passed since its last look, the watchdog sends again every stored event of
  * that checkout whose reaction's inbox lacks it (the same message, same id: a consumer that did
  * get it ignores it), as the orchestrator sends again an unanswered command.

@@ -104,9 +104,8 @@ describe("a choreographed checkout already timed out", () => {
 });
 
 /**
- * In process, a message the relay has published but no one has handled yet dies with the
- * process, and the relay's checkpoint may already be past it. A checkout whose OrderInitiated was
- * lost so has no saga instance; once a step's time has passed, the orchestrator's sweep reads it
+ * A message can be lost on its way (a relay that does not run, a broker that drops it). A
+ * checkout whose OrderInitiated was lost so has no saga instance; once a step's time has passed, the orchestrator's sweep reads it
  * from the event store and starts the saga. Here no relay runs (no event-store service), so the
  * stored OrderInitiated is never published: only the sweep can find it.
  */
@@ -137,8 +136,8 @@ describe("an orchestrated checkout whose first message was lost", () => {
 });
 
 /**
- * The choreography's counterpart: a checkout whose messages died with a crashed process (in
- * process, the relay's checkpoint may be past them). Here no relay runs, so nothing stored is
+ * The choreography's counterpart: a checkout whose messages were lost on their way. Here no
+ * relay runs, so nothing stored is
  * ever published: the watchdog times the checkout out, and then, a step's time apart, sends
  * again each stored event whose reaction has not handled it, until the compensation chain has
  * run to the order's cancellation. Without that, the CheckoutTimedOut it records would reach no

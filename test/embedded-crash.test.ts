@@ -14,11 +14,12 @@ import { freePort } from "./support/spawned-system.js";
  * The embedded default (`npm start`: one process, PGlite in `PGLITE_DIR`) killed with `kill -9`
  * while checkouts are in flight, then started again on the same directory: every order it had
  * accepted is still there and runs to its end, and the audit finds nothing lost, stuck, charged
- * twice or holding stock. A message the in-process transport held and no consumer had handled
- * dies with the process: its checkout is driven on at its step's timeout (orchestrated), or
- * cancelled at its deadline, its lost events sent again by the watchdog where it can no longer
- * cancel it (choreographed); both times are shortened here (README, "Deadlines"). A machine that
- * goes down is another matter (README, Known limits).
+ * twice or holding stock. A message published in process that no consumer had handled is
+ * published again after the restart (the relay's checkpoint stayed before it); behind that, a
+ * checkout is driven on at its step's timeout (orchestrated), or cancelled at its deadline, its
+ * lost events sent again by the watchdog where it can no longer cancel it (choreographed); both
+ * times are shortened here (README, "Deadlines"). A machine that goes down is another matter
+ * (README, Known limits).
  */
 
 const PRODUCTS = [

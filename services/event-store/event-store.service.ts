@@ -5,6 +5,7 @@ import type { ServiceDeps } from "../shared/service-deps.js";
 import { replay } from "./aggregate-replay.js";
 import { EventFollower } from "./event-follower.js";
 import { CheckpointPace } from "./checkpoint-pace.js";
+import { HandledWatermark } from "./handled-watermark.js";
 import { relayPublisher, type RelayPublisher } from "./relay-publisher.js";
 import type { StoredEvent } from "./pg-event-store.js";
 import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
@@ -26,12 +27,17 @@ const page = {
  * stored message on its channel, then records how far it got. A restart resumes from that
  * checkpoint; what was published but not yet checkpointed goes out again, and consumers' inboxes
  * absorb the copy. Only one relay runs at a time (an advisory lock); others stand by.
+ *
+ * In process, where no broker holds a message, the checkpoint moves only past messages every
+ * consumer has handled (`HandledWatermark`); one a handler failed on is published again
+ * (relay-publisher.ts), as a broker would deliver it again.
  */
 export function eventStoreService(deps: ServiceDeps): ServiceSchema {
   const { store, db } = deps;
   let relay: EventFollower | undefined;
   let publisher: RelayPublisher | undefined;
   const pace = new CheckpointPace(RELAY_CHECKPOINT_MS);
+  const handled = new HandledWatermark();
 
   return {
     name: "event-store",
@@ -125,17 +131,18 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
           // consumers need no order within a batch: a checkout's messages that share one were written
           // by one transaction (several StockReserved lines, say), or went out once already (a
           // replay after a crash before the checkpoint), since each is caused by a published one
-          await out.publish(events.map(envelopeOf));
+          handled.add(upTo, (await out.publish(events.map(envelopeOf))).handled);
           const due = pace.due;
-          if (due) await store.saveCheckpoint(RELAY, upTo);
-          pace.handled(upTo, due);
+          if (due) await store.saveCheckpoint(RELAY, handled.position);
+          pace.handled(handled.position, due);
         },
       });
       await relay.start();
     },
     async stopped() {
       await relay?.stop();
-      if (pace.lagging !== undefined) await store.saveCheckpoint(RELAY, pace.lagging).catch(() => undefined);
+      // how far every consumer got (a message still in a handler here is published again next time)
+      if (handled.position > 0) await store.saveCheckpoint(RELAY, handled.position).catch(() => undefined);
       await publisher?.close();
     },
   };

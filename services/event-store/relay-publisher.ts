@@ -2,18 +2,29 @@ import amqp from "amqplib";
 import type { ServiceBroker } from "moleculer";
 import { channelOf, MESSAGE_TYPES, type AnyEnvelope } from "../shared/catalogue.js";
 import type { Config } from "../shared/config.js";
+import type { InProcessSendOptions } from "../messaging/in-process-channels.js";
 
 /** How the relay hands stored messages to the broker; resolves once the broker holds them. */
 export interface RelayPublisher {
-  publish(batch: readonly AnyEnvelope[]): Promise<void>;
+  publish(batch: readonly AnyEnvelope[]): Promise<Published>;
   close(): Promise<void>;
 }
 
+export interface Published {
+  /**
+   * In process, where nothing holds a message but its handlers: settles once every consumer has
+   * handled each message of the batch (rejects if a handler failed). Absent where a broker holds
+   * the batch once it is published.
+   */
+  handled?: Promise<void>;
+}
+
 /**
- * In memory and over NATS the channel adapter does the job: JetStream's publish resolves on the
- * stream's acknowledgement. The AMQP adapter publishes on a plain channel without confirms, so
- * over RabbitMQ the relay keeps its own confirm channel: a message counts as published only when
- * RabbitMQ has confirmed it, and the checkpoint moves only after that. Either way each message
+ * Over NATS the channel adapter does the job: JetStream's publish resolves on the stream's
+ * acknowledgement. In process the adapter tells when each message has been handled, which is
+ * when it is safe (`inProcessPublisher`). The AMQP adapter publishes on a plain channel without
+ * confirms, so over RabbitMQ the relay keeps its own confirm channel: a message counts as
+ * published only when RabbitMQ has confirmed it, and the checkpoint moves only after that. Either way each message
  * passes the broker's channel send hooks (the tracing and metrics middlewares): its publish span
  * continues from the trace context stored with it.
  */
@@ -23,8 +34,9 @@ export function relayPublisher(config: Config, broker: ServiceBroker): RelayPubl
   // fault injection: as if the relay had crashed after publishing, before its checkpoint
   return {
     publish: async (batch) => {
-      await publisher.publish(batch);
-      await publisher.publish(batch);
+      const copies = [await publisher.publish(batch), await publisher.publish(batch)];
+      const handled = copies.flatMap((c) => (c.handled ? [c.handled] : []));
+      return handled.length ? { handled: Promise.all(handled).then(() => undefined) } : {};
     },
     close: () => publisher.close(),
   };
@@ -51,12 +63,63 @@ function basePublisher(config: Config, broker: ServiceBroker): RelayPublisher {
       streams = undefined;
       throw err;
     }));
+  if (config.transport === "memory") return inProcessPublisher(broker);
   return {
     async publish(batch) {
       if (config.transport === "nats") await ensureStreams();
       await Promise.all(batch.map((e) => broker.sendToChannel(channelOf(e.event_type), e)));
+      return {};
     },
     async close() {},
+  };
+}
+
+/** Longest pause before a message a consumer failed on is published again in process. */
+const REDELIVERY_MAX_MS = 5_000;
+
+/**
+ * In process the broker holds nothing: a message is safe once every consumer has handled it. The
+ * batch's `handled` resolves then; a message a handler failed on (which a consumer does only when
+ * it could not even dead-letter it) is published again after a pause, as a broker redelivers an
+ * unacknowledged message, until it is handled or the relay stops. Consumers' inboxes absorb the
+ * copies that reach the consumers that had handled it.
+ */
+function inProcessPublisher(broker: ServiceBroker): RelayPublisher {
+  const logger = broker.getLogger("relay");
+  let closed = false;
+  const send = (e: AnyEnvelope) => {
+    let sent!: Promise<void>;
+    const handled = new Promise<void>((resolve, reject) => {
+      const opts: InProcessSendOptions = { onHandled: (err) => (err === undefined ? resolve() : reject(err)) };
+      sent = broker.sendToChannel(channelOf(e.event_type), e, opts);
+    });
+    return { sent, handled };
+  };
+  const untilHandled = async (e: AnyEnvelope, handled: Promise<void>): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await handled;
+      } catch (err) {
+        if (closed) throw err;
+        logger.warn(`${e.event_type} ${e.event_id} failed in a consumer (${String(err)}); publishing it again`);
+        await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** attempt, REDELIVERY_MAX_MS)).unref());
+        if (closed) throw err;
+        const again = send(e);
+        handled = again.sent.then(() => again.handled);
+      }
+    }
+  };
+  return {
+    async publish(batch) {
+      const sends = batch.map(send);
+      const handled = Promise.all(sends.map((s, n) => untilHandled(batch[n]!, s.handled))).then(() => undefined);
+      handled.catch(() => undefined); // the relay stopped first: nothing waits for it
+      await Promise.all(sends.map((s) => s.sent));
+      return { handled };
+    },
+    async close() {
+      closed = true;
+    },
   };
 }
 
@@ -127,7 +190,7 @@ export class AmqpConfirmPublisher implements RelayPublisher {
    * stop was never confirmed, and its connection never reported a close) gives that connection up; the relay then publishes the
    * batch again on a new one, and consumers' inboxes absorb any copy.
    */
-  async publish(batch: readonly AnyEnvelope[]): Promise<void> {
+  async publish(batch: readonly AnyEnvelope[]): Promise<Published> {
     const channel = await this.open();
     const confirms: Promise<void>[] = [];
     for (const e of batch) {
@@ -148,6 +211,7 @@ export class AmqpConfirmPublisher implements RelayPublisher {
     });
     try {
       await Promise.race([Promise.all(confirms), late]);
+      return {};
     } catch (err) {
       if (err instanceof ConfirmTimeout) void this.abandon();
       throw err;

@@ -7,6 +7,7 @@ import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyN
 import { inCurrentTrace } from "../../observability/tracing.js";
 import { observeConsumerTransaction } from "../../observability/metrics.js";
 import type { EnvelopeFactory } from "../messaging/envelope-factory.js";
+import { InProcessChannels } from "../messaging/in-process-channels.js";
 import type { Config } from "./config.js";
 import { withTransaction, type Tx } from "./database.js";
 import { joinCheckoutSql, type PgEventStore, type StoredEvent } from "../event-store/pg-event-store.js";
@@ -153,7 +154,7 @@ export const MAX_IN_FLIGHT = 32;
 function channelsOptions(config: Config): object {
   switch (config.transport) {
     case "memory":
-      return { adapter: { type: "Fake", options: { maxInFlight: MAX_IN_FLIGHT, prefix: config.namespace } } };
+      return { adapter: new InProcessChannels({ maxInFlight: MAX_IN_FLIGHT, prefix: config.namespace }) };
     case "nats":
       return {
         adapter: {
