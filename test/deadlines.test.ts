@@ -5,6 +5,7 @@ import { withTransaction } from "../services/shared/database.js";
 import { committed } from "../services/shared/signals.js";
 import { ALL_SERVICES, SAGA_MODES } from "../services/shared/config.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
+import { orderInitiated } from "./support/messages.js";
 
 /**
  * Deadlines, end to end: the payment provider answers only after the checkout's deadline, so
@@ -15,19 +16,6 @@ import { CheckoutHarness } from "./support/checkout-harness.js";
 function store(h: CheckoutHarness, correlation_id: string, service_name: string, message: AnyEmit) {
   return withTransaction(h.pool, (tx) => h.system.store.append(tx, [h.system.envelopes.create(message, { correlation_id, service_name }) as AnyNewMessage]));
 }
-
-/** An OrderInitiated for one unit of `product_id` at 20. */
-const initiated = (order_id: string, product_id: number) =>
-  emit("OrderInitiated", {
-    order_id,
-    customer_id: 456,
-    cart_id: null,
-    total_amount: 20,
-    currency: "CAD",
-    items: [{ product_id, product_name: "Test product", quantity: 1, unit_price: 20 }],
-    shipping_address: { street: "1 Test Street", city: "Ottawa", postal_code: "K1A 0B1" },
-    card_token: "tok_visa",
-  });
 
 const PRODUCT = { id: 9601, price: 75, stock: 10 };
 
@@ -80,7 +68,7 @@ describe("a choreographed checkout already timed out", () => {
       const order_id = "order_990001";
       // the watchdog's verdict first (the payment step in flight: the warehouse is not involved)
       await store(h, correlation_id, "saga-watchdog", emit("CheckoutTimedOut", { order_id, undo_from: "charge_payment" }));
-      const [initiatedEvent] = await store(h, correlation_id, "orders", initiated(order_id, product.id));
+      const [initiatedEvent] = await store(h, correlation_id, "orders", orderInitiated(order_id, product.id));
       committed();
       // the warehouse handles the message (its inbox has it) and takes no step
       const deadline = Date.now() + 15_000;
@@ -118,7 +106,7 @@ describe("an orchestrated checkout whose first message was lost", () => {
     try {
       const correlation_id = `checkout_${randomUUID().slice(0, 16)}`;
       const order_id = "order_990002";
-      await store(h, correlation_id, "orders", initiated(order_id, 101));
+      await store(h, correlation_id, "orders", orderInitiated(order_id, 101));
       const deadline = Date.now() + 15_000;
       let types: string[] = [];
       while (!types.includes("ReserveStock") && Date.now() < deadline) {

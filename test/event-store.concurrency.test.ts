@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { PgEventStore, type StoredEvent } from "../services/event-store/pg-event-store.js";
-import { emit, newMessage } from "../services/shared/catalogue.js";
+import { newMessage } from "../services/shared/catalogue.js";
 import { openDatabase, withTransaction, type Database } from "../services/shared/database.js";
 import { available, freshPostgresDatabase, POSTGRES_URL } from "./support/infrastructure.js";
+import { orderInitiated } from "./support/messages.js";
 
 /**
  * Appends without a system-wide lock (PostgreSQL only: it needs transactions open side by side).
@@ -15,20 +16,7 @@ const reachable = await available("postgres");
 
 let sequence = 0;
 const nextOrder = () => `order_${++sequence}`;
-const initiated = (order_id: string, correlation_id: string) =>
-  newMessage(
-    emit("OrderInitiated", {
-      order_id,
-      customer_id: 456,
-      cart_id: null,
-      total_amount: 10,
-      currency: "CAD",
-      items: [{ product_id: 101, product_name: "Laptop Dell XPS", quantity: 1, unit_price: 10 }],
-      shipping_address: { street: "1 Main", city: "Toronto", postal_code: "M5H 1A1" },
-      card_token: "tok_visa",
-    }),
-    { correlation_id, service_name: "orders" },
-  );
+const initiated = (order_id: string, correlation_id: string) => newMessage(orderInitiated(order_id), { correlation_id, service_name: "orders" });
 
 const until = async (condition: () => Promise<boolean>) => {
   while (!(await condition())) await new Promise((r) => setTimeout(r, 10));

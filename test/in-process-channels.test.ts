@@ -1,11 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../services/shared/config.js";
 import { createSystem } from "../services/system.js";
-import { channelOf, emit, type AnyNewMessage } from "../services/shared/catalogue.js";
+import { channelOf, type AnyNewMessage } from "../services/shared/catalogue.js";
 import { withTransaction } from "../services/shared/database.js";
 import { committed } from "../services/shared/signals.js";
 import type { StoredEvent } from "../services/event-store/pg-event-store.js";
 import { HandledWatermark } from "../services/event-store/handled-watermark.js";
+import { orderInitiated } from "./support/messages.js";
 
 /**
  * The in-process transport (the embedded default, and every one-process bench cell) delivers a
@@ -78,16 +79,7 @@ describe("the relay over in-process channels", () => {
     /** Stores one OrderInitiated, as the order service would, and wakes the relay. */
     const store = async (): Promise<StoredEvent> => {
       n++;
-      const message = emit("OrderInitiated", {
-        order_id: `order_${980000 + n}`,
-        customer_id: 456,
-        cart_id: null,
-        total_amount: 20,
-        currency: "CAD",
-        items: [{ product_id: 1, product_name: "Probe", quantity: 1, unit_price: 20 }],
-        shipping_address: { street: "1 Test Street", city: "Ottawa", postal_code: "K1A 0B1" },
-        card_token: "tok_visa",
-      });
+      const message = orderInitiated(`order_${980000 + n}`);
       const [stored] = await withTransaction(system.db.pool, (tx) =>
         system.store.append(tx, [system.envelopes.create(message, { correlation_id: `checkout_probe${n}`, service_name: "orders" }) as AnyNewMessage]),
       );
