@@ -140,12 +140,13 @@ export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
     .flatMap((c) => [
       { cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "system's processes", value: c.cpu_ms_per_saga! },
       ...(c.database_cpu_ms_per_saga !== null ? [{ cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "PostgreSQL", value: c.database_cpu_ms_per_saga }] : []),
+      ...(c.broker_cpu_ms_per_saga !== null ? [{ cell: `${label(c)} ${loadName(c)}`, mode: c.mode, part: "broker", value: c.broker_cpu_ms_per_saga }] : []),
     ]);
   if (costRows.length) {
     charts.push({
       file: "cpu-per-saga.svg",
-      title: "CPU per completed saga: the system's processes and PostgreSQL's backends (PGlite's work is in the system's)",
-      svg: await render(stackedPerStyle(costRows, { yTitle: "CPU ms per saga", partTitle: "where", parts: ["system's processes", "PostgreSQL"], colors: ["#72b7b2", "#b279a2"] })),
+      title: "CPU per completed saga: the system's processes, PostgreSQL's backends (PGlite's work is in the system's) and the broker",
+      svg: await render(stackedPerStyle(costRows, { yTitle: "CPU ms per saga", partTitle: "where", parts: ["system's processes", "PostgreSQL", "broker"], colors: ["#72b7b2", "#b279a2", "#9d755d"] })),
     });
   }
 

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { BenchResults, CellResult } from "./bench-results.js";
-import { cpuMsPerSaga, databaseCpuMsPerSaga, foldRepeats, markdownTable, statementsPerSaga, textTable, walKbPerSaga, type Table } from "./bench-report.js";
+import { brokerCpuMsPerSaga, cpuMsPerSaga, databaseCpuMsPerSaga, foldRepeats, markdownTable, statementsPerSaga, textTable, walKbPerSaga, type Table } from "./bench-report.js";
 import { describeP, mannWhitneyP, SIGNIFICANCE } from "./run-spread.js";
 
 /** `--compare A B`: the change from run A to run B, cell by cell (matched by key). */
@@ -59,6 +59,7 @@ const TESTED = {
   throughput: (c: CellResult) => c.throughput_sps,
   cpuMsPerSaga,
   databaseCpuMsPerSaga,
+  brokerCpuMsPerSaga,
   statementsPerSaga,
   walKbPerSaga,
 };
@@ -69,7 +70,7 @@ const busiestOf = (c: CellResult): string | null => (c.stages?.length ? `${c.sta
 
 export interface Comparison {
   table: Table;
-  rows: { key: string; runs: [number, number]; p: Record<Tested, number | null>; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; statementsPerSaga: [number | null, number | null]; walKbPerSaga: [number | null, number | null]; largestRssMb: [number, number]; busiest: [string | null, string | null] }[];
+  rows: { key: string; runs: [number, number]; p: Record<Tested, number | null>; p50: [number, number]; p99: [number, number]; throughput: [number, number]; cpuMsPerSaga: [number | null, number | null]; databaseCpuMsPerSaga: [number | null, number | null]; brokerCpuMsPerSaga: [number | null, number | null]; statementsPerSaga: [number | null, number | null]; walKbPerSaga: [number | null, number | null]; largestRssMb: [number, number]; busiest: [string | null, string | null] }[];
   onlyInA: string[];
   onlyInB: string[];
 }
@@ -78,7 +79,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
   const rows: Comparison["rows"] = [];
-  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "DB stmts/saga", "WAL KB/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
+  const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "broker CPU ms/saga", "DB stmts/saga", "WAL KB/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
     if (!cb) continue;
@@ -96,6 +97,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       throughput: [ca.throughput_sps, cb.throughput_sps],
       cpuMsPerSaga: [ca.cpu_ms_per_saga, cb.cpu_ms_per_saga],
       databaseCpuMsPerSaga: [ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga],
+      brokerCpuMsPerSaga: [ca.broker_cpu_ms_per_saga, cb.broker_cpu_ms_per_saga],
       statementsPerSaga: [ca.statements_per_saga, cb.statements_per_saga],
       walKbPerSaga: [ca.wal_kb_per_saga, cb.wal_kb_per_saga],
       largestRssMb: [ca.largest_rss_mb, cb.largest_rss_mb],
@@ -108,6 +110,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       change(ca.throughput_sps, cb.throughput_sps, p.throughput).text,
       changeOrDash(ca.cpu_ms_per_saga, cb.cpu_ms_per_saga, p.cpuMsPerSaga),
       changeOrDash(ca.database_cpu_ms_per_saga, cb.database_cpu_ms_per_saga, p.databaseCpuMsPerSaga),
+      changeOrDash(ca.broker_cpu_ms_per_saga, cb.broker_cpu_ms_per_saga, p.brokerCpuMsPerSaga),
       changeOrDash(ca.statements_per_saga, cb.statements_per_saga, p.statementsPerSaga),
       changeOrDash(ca.wal_kb_per_saga, cb.wal_kb_per_saga, p.walKbPerSaga),
       change(ca.largest_rss_mb, cb.largest_rss_mb).text,

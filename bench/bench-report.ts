@@ -26,6 +26,8 @@ export interface FoldedCell extends CellResult {
   cpu_ms_per_saga: number | null;
   /** The same for the database's PostgreSQL backends; null where not measured (PGlite: inside the system's CPU). */
   database_cpu_ms_per_saga: number | null;
+  /** The same for the broker's process; null where not measured (in process: no broker). */
+  broker_cpu_ms_per_saga: number | null;
   /** Statements sent to the database over the measured window per completed saga (median); null where not measured. */
   statements_per_saga: number | null;
   /** Write-ahead log per completed saga, KB (median); null where not measured (PGlite). */
@@ -43,9 +45,10 @@ const perCompletedSaga = (c: CellResult, total: number | null | undefined) => {
 };
 const ms = (s: number | null | undefined) => (s === null || s === undefined ? null : s * 1000);
 const kb = (bytes: number | null | undefined) => (bytes === null || bytes === undefined ? null : bytes / 1024);
-/** Per completed saga over the measured window: the system's CPU (every process but the load generator's) and the database's, ms; statements sent; WAL, KB. */
+/** Per completed saga over the measured window: the system's CPU (every process but the load generator's), the database's and the broker's, ms; statements sent; WAL, KB. */
 export const cpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(systemCpuS(c)));
 export const databaseCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(c.database_cpu_s));
+export const brokerCpuMsPerSaga = (c: CellResult) => perCompletedSaga(c, ms(c.broker_cpu_s));
 export const statementsPerSaga = (c: CellResult) => perCompletedSaga(c, c.db_statements);
 export const walKbPerSaga = (c: CellResult) => perCompletedSaga(c, kb(c.db_wal_bytes));
 const medianOf = (xs: (number | null)[]) => {
@@ -83,6 +86,7 @@ export function foldRepeats(cells: CellResult[]): FoldedCell[] {
       largest_rss_mb: Math.max(...g.map(largestRssMb)),
       cpu_ms_per_saga: medianOf(g.map(cpuMsPerSaga)),
       database_cpu_ms_per_saga: medianOf(g.map(databaseCpuMsPerSaga)),
+      broker_cpu_ms_per_saga: medianOf(g.map(brokerCpuMsPerSaga)),
       statements_per_saga: medianOf(g.map(statementsPerSaga)),
       wal_kb_per_saga: medianOf(g.map(walKbPerSaga)),
       stages: foldStages(g.map((c) => c.stages)),
@@ -128,18 +132,19 @@ export function summaryTable(cells: FoldedCell[]): Table {
       `${f(o?.wal_kb_per_saga)} / ${f(c?.wal_kb_per_saga)}`,
       `${f(o?.cpu_ms_per_saga)} / ${f(c?.cpu_ms_per_saga)}`,
       `${f(o?.database_cpu_ms_per_saga)} / ${f(c?.database_cpu_ms_per_saga)}`,
+      `${f(o?.broker_cpu_ms_per_saga)} / ${f(c?.broker_cpu_ms_per_saga)}`,
       [o, c].every((x) => !x || x.audit.ok) ? "clean" : "FAILED",
     ]);
   }
   return {
-    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "DB stmts/saga O / C", "WAL KB/saga O / C", "CPU ms/saga O / C", "DB CPU ms/saga O / C", "audit"],
+    headers: ["transport", "scenario", "load", "sagas/s O / C", "p50 ms O / C", "p50 O÷C", "p99 ms O / C", "p99 O÷C", "× floor O / C", "msgs/saga O / C", "DB stmts/saga O / C", "WAL KB/saga O / C", "CPU ms/saga O / C", "DB CPU ms/saga O / C", "broker CPU ms/saga O / C", "audit"],
     rows,
   };
 }
 
 export function cellTable(cells: FoldedCell[]): Table {
   return {
-    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "DB stmts/saga", "WAL KB/saga", "CPU s", "DB CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
+    headers: ["style", "transport", "scenario", "load", "started", "confirmed", "cancelled", "lost/stuck/dup", "sagas/s", "p50", "p90", "p99", "p99.9", "max", "comp. p50/p99", "msgs/saga", "writes/saga", "DB stmts/saga", "WAL KB/saga", "CPU s", "DB CPU s", "broker CPU s", "peak RSS MB", "floor ms", "× floor", "audit"],
     rows: cells.map((c) => [
       c.mode,
       `${c.transport}/${c.topology}`,
@@ -162,6 +167,7 @@ export function cellTable(cells: FoldedCell[]): Table {
       f(c.wal_kb_per_saga),
       f(systemCpuS(c), 2),
       f(c.database_cpu_s, 2),
+      f(c.broker_cpu_s, 2),
       f(systemProcesses(c).reduce((s, p) => s + p.peak_rss_mb, 0), 0),
       f(c.floor_ms, 2),
       f(c.x_floor),
@@ -254,6 +260,13 @@ const READING = `How to read it:
 - WAL KB/saga: the write-ahead log PostgreSQL wrote over the measured window per completed saga
   (its WAL position before and after; the whole server's): every row, index entry and commit
   record the saga cost the database, again independent of the machine's speed. None on PGlite.
+- CPU ms/saga, DB CPU ms/saga, broker CPU ms/saga: CPU seconds over the measured window per
+  completed saga, of the system's processes, of PostgreSQL's backends serving the cell's
+  database (none on PGlite, whose work is in the system's process) and of the broker's process
+  (nats-server, RabbitMQ's beam.smp: the process listening on the broker's port; none in
+  process, nor for a broker on another machine). Their sum against the machine's cores bounds
+  the throughput. RabbitMQ's Erlang schedulers spin a while before they sleep (the runtime's
+  \`+sbwt\` busy-wait threshold), so part of its figure is waiting, not work.
 - Where the time goes: medians over the confirmed sagas, from the event store's timestamps.
   accept = request due → OrderInitiated stored; each step = previous answer → this answer,
   orchestrated split into coordination (previous answer → the orchestrator's command stored)

@@ -45,6 +45,12 @@ export interface CellResult {
    */
   database_cpu_s: number | null;
   /**
+   * CPU seconds of the broker's process (nats-server, RabbitMQ) over the measured window, the
+   * whole broker's (the cell being the one at work); null in process, or for a broker on another
+   * machine; absent in results of older runs.
+   */
+  broker_cpu_s?: number | null;
+  /**
    * Each consumer's busy share of the measured window, the busiest first (consumer-stages.ts);
    * null where the system's /metrics had no counters for it, absent in results of older runs.
    */

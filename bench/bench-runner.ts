@@ -13,7 +13,7 @@ import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
 import { measureDatabaseFloor, measureTransportFloor } from "./floor.js";
 import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
 import { OtlpSink } from "./otlp-sink.js";
-import { backendCpuBetween, ownStats, walBetween, type BackendCpu, type ProcessStats } from "./process-stats.js";
+import { backendCpuBetween, brokerCpuBetween, ownStats, readBrokerCpu, walBetween, type BackendCpu, type BrokerCpu, type ProcessStats } from "./process-stats.js";
 import { ProgressDisplay } from "./progress-display.js";
 import { reachable } from "./reachable.js";
 import { analyseSagas, median, type SagaEvent } from "./saga-analysis.js";
@@ -159,6 +159,7 @@ interface Measured {
   warmup: { burst: number; own: number };
   processes: CellResult["processes"];
   database_cpu_s: number | null;
+  broker_cpu_s: number | null;
   stages: ConsumerStage[] | null;
   db_statements: number | null;
   db_wal_bytes: number | null;
@@ -173,6 +174,7 @@ async function applyLoad(
   statsOf: () => ProcessStats[],
   backendCpuOf: () => Promise<BackendCpu | null> = async () => null,
   walOf: () => Promise<number | null> = async () => null,
+  brokerCpuOf: () => BrokerCpu | null = () => null,
 ): Promise<Measured> {
   let warmOutcomes: Outcome[] = [];
   const warmup = { burst: 0, own: 0 };
@@ -223,6 +225,7 @@ async function applyLoad(
   // a failed reading leaves the database's CPU unmeasured, not the cell
   const databaseBefore = await backendCpuOf().catch(() => null);
   const walBefore = await walOf().catch(() => null);
+  const brokerBefore = brokerCpuOf();
   const before = [...statsOf(), ownStats("bench (load generator)")];
   const countersBefore = await readSystemCounters(target).catch(() => null);
   const windowStart = performance.now();
@@ -238,12 +241,14 @@ async function applyLoad(
     countersBefore?.stages && countersAfter?.stages ? stagesBetween(countersBefore.stages, countersAfter.stages, (performance.now() - windowStart) / 1000) : null;
   const databaseAfter = await backendCpuOf().catch(() => null);
   const walAfter = await walOf().catch(() => null);
+  const brokerAfter = brokerCpuOf();
   return {
     load,
     warmOutcomes,
     warmup,
     processes: cpuDelta(before, after),
     database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter),
+    broker_cpu_s: brokerCpuBetween(brokerBefore, brokerAfter),
     stages,
     db_statements: statementsBetween(countersBefore, countersAfter),
     db_wal_bytes: walBetween(walBefore, walAfter),
@@ -276,6 +281,7 @@ function baseCell(cell: CellPlan, o: BenchOptions, m: Measured): Omit<CellResult
     cancelled_sps: rate(done.filter((x) => x.status === "cancelled").length),
     processes: m.processes,
     database_cpu_s: m.database_cpu_s,
+    broker_cpu_s: m.broker_cpu_s,
     stages: m.stages,
     db_statements: m.db_statements,
     db_wal_bytes: m.db_wal_bytes,
@@ -390,7 +396,9 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
       }
       try {
         const target: Target = { baseUrl: sut.baseUrl };
-        const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats(), () => sut.backendCpu(), () => sut.walPosition());
+        const brokerUrl = cell.transport === "memory" ? undefined : plan.transportUrl[cell.transport];
+        const brokerCpu = () => (brokerUrl ? readBrokerCpu(brokerUrl) : null);
+        const m = await applyLoad(cell, target, o, ctx.progress, label, () => sut.stats(), () => sut.backendCpu(), () => sut.walPosition(), brokerCpu);
         // name each consumer's process as the process table does ("all", "orders", …)
         m.stages = m.stages?.map((st) => ({ ...st, node: st.node.replace(`${sut.namespace}-`, "") })) ?? null;
         ctx.progress.start(label, "draining");
@@ -416,6 +424,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           audit: { ok: inspected.audit.ok && Object.keys(m.load.errors).length === 0, violations: [...inspected.audit.violations, ...Object.entries(m.load.errors).map(([k, n]) => `${n} request(s) failed: ${k}`)] },
           unmeasured: [
             ...(plan.databaseUrl && m.database_cpu_s === null ? ["the database's CPU (its PostgreSQL server is not on this machine, or /proc does not show its processes)"] : []),
+            ...(brokerUrl && m.broker_cpu_s === null ? ["the broker's CPU (it is not on this machine, or /proc does not show the process listening on its port)"] : []),
             ...(m.stages === null ? [STAGES_UNMEASURED] : []),
             ...(m.db_statements === null ? [STATEMENTS_UNMEASURED] : []),
             ...(plan.databaseUrl && m.db_wal_bytes === null ? ["the write-ahead log written per saga (the server did not give its WAL position)"] : []),

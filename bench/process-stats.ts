@@ -118,6 +118,77 @@ export async function readWalPosition(databaseUrl: string): Promise<number | nul
 export const walBetween = (before: number | null, after: number | null): number | null =>
   before === null || after === null ? null : Math.max(0, after - before);
 
+/** The process of a broker on this machine, found by the port it listens on. */
+export interface BrokerCpu {
+  pid: number;
+  cpu_s: number;
+}
+
+const DEFAULT_PORTS: Record<string, number> = { "nats:": 4222, "amqp:": 5672, "amqps:": 5671 };
+
+/**
+ * The CPU seconds so far of the broker `transporterUrl` names (the process listening on its
+ * port: nats-server, RabbitMQ's beam.smp), its share of a saga's cost, which neither the system's
+ * processes nor PostgreSQL's show. Null when the broker is not on this machine or /proc does not
+ * show the listening process (another user's, without the right to see its sockets).
+ */
+export function readBrokerCpu(transporterUrl: string): BrokerCpu | null {
+  const url = new URL(transporterUrl);
+  if (url.hostname !== "" && !LOCAL_HOSTS.has(url.hostname)) return null;
+  const port = url.port ? Number(url.port) : DEFAULT_PORTS[url.protocol];
+  if (!port) return null;
+  const pid = listeningPid(port);
+  const stat = pid === null ? null : procStat(pid);
+  return pid === null || !stat ? null : { pid, cpu_s: stat.cpu_s };
+}
+
+/** The broker's CPU seconds between two readings; null unless both found the same process. */
+export function brokerCpuBetween(before: BrokerCpu | null, after: BrokerCpu | null): number | null {
+  if (!before || !after || before.pid !== after.pid) return null;
+  return Math.round((after.cpu_s - before.cpu_s) * 100) / 100;
+}
+
+/** The pid of the process listening on TCP `port` (IPv4 or IPv6) on this machine, from /proc; null where it cannot be seen. */
+export function listeningPid(port: number): number | null {
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text: string;
+    try {
+      text = fs.readFileSync(table, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local address "ADDR:PORT" in hex, state 0A = LISTEN, inode in field 10
+      if (f.length > 9 && f[3] === "0A" && parseInt(f[1]!.split(":").pop()!, 16) === port) inodes.add(`socket:[${f[9]}]`);
+    }
+  }
+  if (inodes.size === 0) return null;
+  let pids: string[];
+  try {
+    pids = fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d));
+  } catch {
+    return null;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or not ours to see
+    }
+    for (const fd of fds) {
+      try {
+        if (inodes.has(fs.readlinkSync(`/proc/${pid}/fd/${fd}`))) return Number(pid);
+      } catch {
+        // closed since
+      }
+    }
+  }
+  return null;
+}
+
 /** User + system CPU seconds of a process, and its command name, from /proc/<pid>/stat. */
 function procStat(pid: number): { comm: string; cpu_s: number } | null {
   try {

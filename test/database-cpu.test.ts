@@ -1,13 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { backendCpuBetween, onThisMachine, readBackendCpu, readWalPosition, walBetween } from "../bench/process-stats.js";
+import net from "node:net";
+import { backendCpuBetween, brokerCpuBetween, onThisMachine, readBackendCpu, readBrokerCpu, readWalPosition, walBetween } from "../bench/process-stats.js";
 import { foldRepeats, summaryTable } from "../bench/bench-report.js";
 import type { CellResult } from "../bench/bench-results.js";
 import { available, freshPostgresDatabase } from "./support/infrastructure.js";
 
 /**
  * The bench counts the database's share of a saga's cost: the CPU of the PostgreSQL backends
- * serving the cell's database, read from /proc when the server runs on this machine.
+ * serving the cell's database, read from /proc when the server runs on this machine; and the
+ * broker's, the process listening on the broker's port.
  */
 
 const reachable = await available("postgres");
@@ -23,6 +25,40 @@ describe("where the database's CPU can be read", () => {
     expect(onThisMachine("postgres://postgres@10.1.2.3/x")).toBe(false);
     // a server elsewhere is not asked at all
     expect(await readBackendCpu("postgres://postgres@db.invalid:5432/x")).toBeNull();
+  });
+});
+
+describe("the broker's CPU", () => {
+  /** A port this test's own process listens on, standing in for a broker's. */
+  async function listening(): Promise<{ port: number; close(): Promise<unknown> }> {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((r) => server.close(r)) };
+  }
+
+  it("is the CPU of the process listening on the broker's port on this machine", async () => {
+    const { port, close } = await listening();
+    try {
+      const before = readBrokerCpu(`nats://127.0.0.1:${port}`);
+      expect(before?.pid).toBe(process.pid);
+      let x = 0;
+      for (let i = 0; i < 3e7; i++) x += i % 7;
+      expect(x).toBeGreaterThan(0);
+      const after = readBrokerCpu(`amqp://guest:guest@localhost:${port}`);
+      expect(after?.pid).toBe(process.pid);
+      expect(brokerCpuBetween(before, after)).toBeGreaterThan(0);
+    } finally {
+      await close();
+    }
+  });
+
+  it("is not read for a broker elsewhere, a port nobody listens on, or two different processes", async () => {
+    expect(readBrokerCpu("nats://broker.example.com:4222")).toBeNull();
+    const { port, close } = await listening();
+    await close();
+    expect(readBrokerCpu(`nats://127.0.0.1:${port}`)).toBeNull();
+    expect(brokerCpuBetween({ pid: 1, cpu_s: 2 }, { pid: 2, cpu_s: 3 })).toBeNull();
+    expect(brokerCpuBetween(null, { pid: 2, cpu_s: 3 })).toBeNull();
   });
 });
 
@@ -118,6 +154,11 @@ describe("the report's cost per saga", () => {
     const row = table.rows[0]!;
     expect(row[table.headers.indexOf("CPU ms/saga O / C")]).toBe("7 / 5");
     expect(row[table.headers.indexOf("DB CPU ms/saga O / C")]).toBe("5.5 / –");
+  });
+
+  it("shows the broker's CPU per completed saga, and – where there is no broker or it was not measured", () => {
+    const table = summaryTable(foldRepeats([{ ...cell("orchestrated", 7, 5.5), broker_cpu_s: 1.5 }, cell("choreographed", 5, null)]));
+    expect(table.rows[0]![table.headers.indexOf("broker CPU ms/saga O / C")]).toBe("1.5 / –");
   });
 
   it("shows the write-ahead log per completed saga in KB, and – where it was not measured", () => {
