@@ -424,7 +424,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           audit: { ok: inspected.audit.ok && Object.keys(m.load.errors).length === 0, violations: [...inspected.audit.violations, ...Object.entries(m.load.errors).map(([k, n]) => `${n} request(s) failed: ${k}`)] },
           unmeasured: [
             ...(plan.databaseUrl && m.database_cpu_s === null ? ["the database's CPU (its PostgreSQL server is not on this machine, or /proc does not show its processes)"] : []),
-            ...(brokerUrl && m.broker_cpu_s === null ? ["the broker's CPU (it is not on this machine, or /proc does not show the process listening on its port)"] : []),
+            ...(brokerUrl && m.broker_cpu_s === null ? ["the broker's CPU (it is not on this machine, or /proc does not show the process listening on its port, or that is not nats-server or RabbitMQ's beam.smp: a container's port proxy, say)"] : []),
             ...(m.stages === null ? [STAGES_UNMEASURED] : []),
             ...(m.db_statements === null ? [STATEMENTS_UNMEASURED] : []),
             ...(plan.databaseUrl && m.db_wal_bytes === null ? ["the write-ahead log written per saga (the server did not give its WAL position)"] : []),

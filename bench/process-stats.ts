@@ -125,12 +125,15 @@ export interface BrokerCpu {
 }
 
 const DEFAULT_PORTS: Record<string, number> = { "nats:": 4222, "amqp:": 5672, "amqps:": 5671 };
+/** Command names of the brokers' server processes; anything else on the port (a container's port proxy, say) is not the broker. */
+const BROKER_COMMANDS = new Set(["nats-server", "gnatsd", "beam.smp", "beam"]);
 
 /**
  * The CPU seconds so far of the broker `transporterUrl` names (the process listening on its
  * port: nats-server, RabbitMQ's beam.smp), its share of a saga's cost, which neither the system's
  * processes nor PostgreSQL's show. Null when the broker is not on this machine or /proc does not
- * show the listening process (another user's, without the right to see its sockets).
+ * show the listening process (another user's, without the right to see its sockets), or what
+ * listens is not a broker's server (the port proxy of a broker in a container).
  */
 export function readBrokerCpu(transporterUrl: string): BrokerCpu | null {
   const url = new URL(transporterUrl);
@@ -139,7 +142,7 @@ export function readBrokerCpu(transporterUrl: string): BrokerCpu | null {
   if (!port) return null;
   const pid = listeningPid(port);
   const stat = pid === null ? null : procStat(pid);
-  return pid === null || !stat ? null : { pid, cpu_s: stat.cpu_s };
+  return pid === null || !stat || !BROKER_COMMANDS.has(stat.comm) ? null : { pid, cpu_s: stat.cpu_s };
 }
 
 /** The broker's CPU seconds between two readings; null unless both found the same process. */
