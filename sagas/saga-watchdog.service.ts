@@ -14,10 +14,10 @@ import { owedReactions, stepToUndo } from "./checkout.watchdog.js";
  *
  * A checkout still pending that it cannot time out (its chain is running, it timed out already,
  * or it is past the shipment) may be waiting for a message lost on its way (a relay that does
- * not run, a broker that dropped it). Once a
- * step's time has passed since its last look, the watchdog sends again every stored event of
- * that checkout whose reaction's inbox lacks it (the same message, same id: a consumer that did
- * get it ignores it), as the orchestrator sends again an unanswered command.
+ * not run, a broker that dropped it). Once a step's time has passed since its last look, the
+ * watchdog sends again every stored event of that checkout whose reaction's inbox lacks it (the
+ * same message, same id: a consumer that did get it ignores it), as the orchestrator sends again
+ * an unanswered command.
  */
 export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
   const { pool } = deps.db;
