@@ -219,5 +219,3 @@ export async function renderCharts(cells: FoldedCell[]): Promise<Chart[]> {
   }
   return charts;
 }
-
-export const CHART_FILES = ["latency-percentiles.svg", "latency-vs-load.svg", "throughput.svg", "cpu-per-saga.svg", "compensation-latency.svg", "step-breakdown.svg"] as const;

@@ -120,6 +120,3 @@ export function decide(state: CheckoutSaga | null, input: SagaInput): Decision |
   }
   return null;
 }
-
-export const isFinished = (s: CheckoutSaga): boolean =>
-  s.status === "cancelled" || (s.status === "confirmed" && s.notified);

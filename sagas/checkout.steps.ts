@@ -114,5 +114,3 @@ export const checkoutSteps: readonly Step[] = [
     afterPivot: true,
   },
 ];
-
-export const stepNamed = (name: StepName): Step => checkoutSteps.find((s) => s.name === name)!;

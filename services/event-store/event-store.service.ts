@@ -110,11 +110,6 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
           return { replayed: ctx.params.id, channel: rows[0].channel };
         },
       },
-      relayPosition: {
-        async handler() {
-          return { relay: relay?.position ?? (await store.checkpoint(RELAY)), head: await store.lastPosition() };
-        },
-      },
     },
     async started(this: Service) {
       const broker = this.broker;
