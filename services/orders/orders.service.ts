@@ -297,17 +297,6 @@ export function ordersService(deps: ServiceDeps): ServiceSchema {
           return placed.answer;
         },
       },
-      get: {
-        params: { order_id: "string" },
-        async handler(ctx) {
-          const { rows } = await pool.query(
-            `SELECT order_id, correlation_id, customer_id, status, cancellation_reason, total_amount::float8 AS total_amount, currency
-               FROM orders.orders WHERE order_id = $1`,
-            [(ctx.params as { order_id: string }).order_id],
-          );
-          return rows[0] ?? null;
-        },
-      },
     },
   };
 }
