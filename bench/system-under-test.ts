@@ -7,7 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ALL_SERVICES, type SagaMode, type ServiceName, type Transport } from "../services/shared/config.js";
 import { openDatabase, type Database } from "../services/shared/database.js";
-import { startService } from "../services/cluster.js";
+import { startService, SYSTEM_PROCESS_NODE_FLAGS } from "../services/cluster.js";
 import { freshPostgresDatabase, type FreshDatabase } from "./fresh-database.js";
 import { removeNamespace } from "./broker-cleanup.js";
 import { SEEDED_STOCK } from "./bench-scenarios.js";
@@ -102,7 +102,7 @@ export class SystemUnderTest {
     else env.PGLITE_DIR = database.pgliteDir;
     try {
       if (spec.topology === "single") {
-        const child = spawn(process.execPath, [...(spec.execArgv ?? []), MAIN], { env: { ...env, NODE_ID: `${namespace}-all` }, stdio: ["ignore", "pipe", "pipe"] });
+        const child = spawn(process.execPath, [...SYSTEM_PROCESS_NODE_FLAGS, ...(spec.execArgv ?? []), MAIN], { env: { ...env, NODE_ID: `${namespace}-all` }, stdio: ["ignore", "pipe", "pipe"] });
         sut.capture("all", child);
         sut.processes.push({ name: "all", child });
       } else {

@@ -34,6 +34,14 @@ const otelSdk = fromDist ? path.join(dist, "observability", "otel-sdk.js") : pat
  * command sets the same for each container.
  */
 export const SERVICE_PROCESS_V8_FLAGS = ["--max-semi-space-size=8", "--heap-growing-percent=50"];
+/**
+ * Node's options for the process that runs every service (`npm start`, whose script in
+ * package.json sets the same, and the bench's one-process cells): one V8 helper thread instead
+ * of four. Under load that process's JavaScript thread, which every stage shares, waits runnable
+ * for a core about a third of the time; with one helper the embedded orchestrated style
+ * completed an eighth more sagas, the other cells the same (README: Design decisions).
+ */
+export const SYSTEM_PROCESS_NODE_FLAGS = ["--v8-pool-size=1"];
 const nodeArgs = fromDist ? ["--enable-source-maps", "--import", otelSdk, main] : ["--import", "tsx", "--import", otelSdk, main];
 
 const COLORS = [31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96];
