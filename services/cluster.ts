@@ -39,7 +39,7 @@ export const SERVICE_PROCESS_V8_FLAGS = ["--max-semi-space-size=8", "--heap-grow
  * package.json sets the same, and the bench's one-process cells): one V8 helper thread instead
  * of four. Under load that process's JavaScript thread, which every stage shares, waits runnable
  * for a core about a third of the time; with one helper the embedded orchestrated style
- * completed an eighth more sagas, the other cells the same (README: Design decisions).
+ * completed an eighth more sagas, and no other cell showed a change (README: Design decisions).
  */
 export const SYSTEM_PROCESS_NODE_FLAGS = ["--v8-pool-size=1"];
 const nodeArgs = fromDist ? ["--enable-source-maps", "--import", otelSdk, main] : ["--import", "tsx", "--import", otelSdk, main];
