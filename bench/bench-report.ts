@@ -37,7 +37,8 @@ export interface FoldedCell extends CellResult {
 /** The processes of the system under test (not the bench's own load generator). */
 const systemProcesses = (c: CellResult) => c.processes.filter((p) => !p.name.startsWith("bench"));
 const systemCpuS = (c: CellResult) => systemProcesses(c).reduce((s, p) => s + p.cpu_s, 0);
-const largestRssMb = (c: CellResult) => Math.max(0, ...systemProcesses(c).map((p) => p.peak_rss_mb));
+/** The most memory any process of the system held over the cell (MB resident at its peak). */
+export const largestRssMb = (c: CellResult) => Math.max(0, ...systemProcesses(c).map((p) => p.peak_rss_mb));
 /** A cell's total over the measured window per completed saga; null when unmeasured or none completed. */
 const perCompletedSaga = (c: CellResult, total: number | null | undefined) => {
   const completed = c.sagas.confirmed + c.sagas.cancelled;

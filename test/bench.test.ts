@@ -232,6 +232,8 @@ describe("npm run bench", () => {
           copy.repeat = repeat;
           copy.throughput_sps = c.throughput_sps * scale * jitter;
           copy.latency_ms.p50 = c.latency_ms.p50 * jitter;
+          // every process of B holds 5 MB less in every run: each B run's largest below every A run's
+          for (const p of copy.processes) if (!p.name.startsWith("bench")) p.peak_rss_mb = 100 * jitter - (scale - 1) * 10;
           return copy;
         }),
       );
@@ -244,10 +246,14 @@ describe("npm run bench", () => {
       // four runs a side, all of B's above all of A's: the smallest two-sided p of 4 + 4, 2/70
       expect(r.p.throughput).toBeCloseTo(2 / 70, 10);
       expect(r.p.p50).toBe(1);
+      expect(r.p.largestRssMb).toBeCloseTo(2 / 70, 10);
+      // shown as the most any run reached: 102 against 97
+      expect(r.largestRssMb).toEqual([102, 97]);
     }
     for (const row of cmp.table.rows) {
       expect(String(row[3])).toMatch(/\+50\.0%, p=0\.029\)$/);
       expect(String(row[1])).toMatch(/p=1\.0 ~\)$/);
+      expect(String(row[9])).toMatch(/^102\.0 → 97\.0 \(-5\.0, -4\.9%, p=0\.029\)$/);
     }
 
     // the report's O÷C: the orchestrated runs' p50 all above the choreographed ones', their p99s
