@@ -27,13 +27,16 @@ const otelSdk = fromDist ? path.join(dist, "observability", "otel-sdk.js") : pat
  * - `--max-semi-space-size=8`: the young generation stays at 8 MB per semi-space, where Node's
  *   default lets it grow to 16 MB under a high allocation rate;
  * - `--heap-growing-percent=50`: the old generation grows to 1.5 times what the last major
- *   collection left alive before the next one, where V8 lets it grow up to four times.
+ *   collection left alive before the next one, where V8 lets it grow up to four times;
+ * - `--v8-pool-size=1`: one V8 helper thread (concurrent marking, compilation) instead of four.
  * Under 128 clients for 30 s the largest process peaked at 144.6-203.1 MB with the first alone
- * (above 150 MB in nine runs of ten) and at 123.7-130.3 MB with both (eight runs), at the same
- * throughput (README: Design decisions, measured on the eighteenth machine). The Dockerfile's
- * command sets the same for each container.
+ * (above 150 MB in nine runs of ten) and at 123.7-130.3 MB with the first two (eight runs), at
+ * the same throughput (README: Design decisions, measured on the eighteenth machine). With one
+ * helper thread each process held about 4 MB less and the largest 3-6 MB less (six pairs, p <=
+ * 0.015 in every cell), at the same throughput (twenty-sixth machine). The Dockerfile's command
+ * sets the same for each container.
  */
-export const SERVICE_PROCESS_V8_FLAGS = ["--max-semi-space-size=8", "--heap-growing-percent=50"];
+export const SERVICE_PROCESS_V8_FLAGS = ["--max-semi-space-size=8", "--heap-growing-percent=50", "--v8-pool-size=1"];
 /**
  * Node's options for the process that runs every service (`npm start`, whose script in
  * package.json sets the same, and the bench's one-process cells): one V8 helper thread instead
