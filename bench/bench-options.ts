@@ -72,7 +72,11 @@ The rest
 
 Environment: DATABASE_URL (a PostgreSQL server: each cell gets a fresh database on it; unset →
 embedded PGlite), NATS_URL (default nats://127.0.0.1:4222), AMQP_URL (default
-amqp://guest:guest@127.0.0.1:5672), BENCH_API_KEY.`;
+amqp://guest:guest@127.0.0.1:5672), BENCH_API_KEY.
+
+Stopping: Ctrl-C finishes the running cell and writes what ran; Ctrl-C again, or SIGTERM, stops
+now, removing the running system's processes, database and broker namespace, and writes the
+cells that ended.`;
 
 export interface BenchOptions {
   modes: SagaMode[];

@@ -335,6 +335,8 @@ export interface RunContext {
   progress: ProgressDisplay;
   /** True once the user asked to stop (Ctrl-C): no further cell starts. */
   interrupted(): boolean;
+  /** Told, once the cells begin, how to read the results so far (to write them if the bench must leave early). */
+  running?(sofar: () => BenchResults): void;
 }
 
 export async function runLocal(ctx: RunContext): Promise<BenchResults> {
@@ -360,6 +362,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
   );
 
   const cells: CellResult[] = [];
+  ctx.running?.(() => ({ meta: meta(o, startedAt), floor, skipped: [...plan.skipped], cells: [...cells] }));
   const logRoot = path.join(ctx.outDir, "logs");
   try {
     for (const [i, planned] of plan.cells.entries()) {
@@ -388,6 +391,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           logDir: path.join(logRoot, `cell-${i + 1}`),
           // node writes the profile when the process exits (the cell's stop)
           execArgv: o.cpuProfDir ? ["--cpu-prof", "--cpu-prof-dir", path.join(o.cpuProfDir, `cell-${i + 1}`)] : undefined,
+          keepDatabase: o.keepData,
         });
       } catch (err) {
         ctx.progress.line(`${label}: could not start: ${(err as Error).message}`);
@@ -444,7 +448,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
           `${label}: ${result.throughput_sps} sagas/s, p50 ${result.latency_ms.p50} ms, p99 ${result.latency_ms.p99} ms, ${result.x_floor ?? "–"}× floor, audit ${result.audit.ok ? "clean" : `FAILED: ${result.audit.violations.join("; ")}`}${busiest(result)}`,
         );
       } finally {
-        await sut.dispose(o.keepData);
+        await sut.dispose();
       }
     }
   } finally {

@@ -9,6 +9,7 @@ import { channelsMiddleware, transporterOptions } from "../services/shared/messa
 import { openDatabase } from "../services/shared/database.js";
 import { freshPostgresDatabase } from "./fresh-database.js";
 import { removeNamespace } from "./broker-cleanup.js";
+import { cleanUpOnLeaving } from "./teardown.js";
 
 /**
  * The floor: what one step of the path costs at the least on this machine, measured in the
@@ -54,9 +55,17 @@ export async function measureTransportFloor(transport: Transport, url?: string):
       transporter: transporterOptions(config),
       logger: false,
       middlewares: [channelsMiddleware(config)],
+      // Moleculer's own handlers would stop the broker on SIGINT or SIGTERM and exit with 0,
+      // before the bench's teardown removes the namespace; the bench handles its signals
+      skipProcessEventRegistration: true,
     });
   const caller = make("caller");
   const callee = transport === "memory" ? caller : make("callee");
+  const release = cleanUpOnLeaving(async () => {
+    await caller.stop().catch(() => undefined);
+    if (caller !== callee) await callee.stop().catch(() => undefined);
+    if (url && transport !== "memory") await removeNamespace(url, namespace).catch(() => undefined);
+  });
   let arrived: (() => void) | undefined;
   const channel = `${namespace}.floor`;
   callee.createService({
@@ -81,9 +90,7 @@ export async function measureTransportFloor(transport: Transport, url?: string):
     });
     return { request_reply_ms, channel_hop_ms };
   } finally {
-    await caller.stop().catch(() => undefined);
-    if (caller !== callee) await callee.stop().catch(() => undefined);
-    if (url && transport !== "memory") await removeNamespace(url, namespace).catch(() => undefined);
+    await release();
   }
 }
 
@@ -96,27 +103,33 @@ export interface DatabaseFloor {
 export async function measureDatabaseFloor(adminDatabaseUrl?: string): Promise<DatabaseFloor> {
   const fresh = adminDatabaseUrl ? await freshPostgresDatabase(adminDatabaseUrl, "saga_bench_floor") : undefined;
   const dir = fresh ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-floor-"));
-  const db = await openDatabase(fresh ? { databaseUrl: fresh.url, poolSize: 1 } : { pgliteDir: dir });
-  try {
-    await db.pool.query("CREATE TABLE IF NOT EXISTS public.floor (id SERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now())");
-    const client = await db.pool.connect();
-    try {
-      const commit_ms = await timeIt(SAMPLES, async () => {
-        await client.query("BEGIN");
-        await client.query("INSERT INTO public.floor DEFAULT VALUES");
-        await client.query("COMMIT");
-      });
-      // with a parameter, so it goes out as a prepared statement, as the system's statements do
-      const statement_ms = await timeIt(SAMPLES, async () => {
-        await client.query("SELECT $1::int AS n", [1]);
-      });
-      return { commit_ms, statement_ms };
-    } finally {
-      client.release();
-    }
-  } finally {
-    await db.close();
+  const remove = cleanUpOnLeaving(async () => {
     await fresh?.drop();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    const db = await openDatabase(fresh ? { databaseUrl: fresh.url, poolSize: 1 } : { pgliteDir: dir });
+    try {
+      await db.pool.query("CREATE TABLE IF NOT EXISTS public.floor (id SERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now())");
+      const client = await db.pool.connect();
+      try {
+        const commit_ms = await timeIt(SAMPLES, async () => {
+          await client.query("BEGIN");
+          await client.query("INSERT INTO public.floor DEFAULT VALUES");
+          await client.query("COMMIT");
+        });
+        // with a parameter, so it goes out as a prepared statement, as the system's statements do
+        const statement_ms = await timeIt(SAMPLES, async () => {
+          await client.query("SELECT $1::int AS n", [1]);
+        });
+        return { commit_ms, statement_ms };
+      } finally {
+        client.release();
+      }
+    } finally {
+      await db.close();
+    }
+  } finally {
+    await remove();
   }
 }

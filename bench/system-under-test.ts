@@ -11,6 +11,7 @@ import { startService, SYSTEM_PROCESS_NODE_FLAGS } from "../services/cluster.js"
 import { freshPostgresDatabase, type FreshDatabase } from "./fresh-database.js";
 import { removeNamespace } from "./broker-cleanup.js";
 import { SEEDED_STOCK } from "./bench-scenarios.js";
+import { cleanUpOnLeaving } from "./teardown.js";
 import { readBackendCpu, readWalPosition, readProcessStats, type BackendCpu, type ProcessStats } from "./process-stats.js";
 
 /**
@@ -36,6 +37,8 @@ export interface SystemSpec {
   logDir: string;
   /** Options for node itself in every process of the system (the bench's `--cpu-prof DIR`). */
   execArgv?: string[];
+  /** Keep the database when the system is disposed of (the bench's `--keep-data`). */
+  keepDatabase?: boolean;
 }
 
 export interface RunningProcess {
@@ -46,34 +49,71 @@ export interface RunningProcess {
 const distDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const MAIN = path.join(distDir, "services", "main.js");
 
-/** Creates the cell's database and seeds its stock; the system's own migration then finds it ready. */
-async function prepareDatabase(spec: SystemSpec): Promise<{ location: string; fresh?: FreshDatabase; pgliteDir?: string }> {
-  let db: Database;
+interface CellDatabase {
+  location: string;
+  fresh?: FreshDatabase;
+  pgliteDir?: string;
+  /** Removes it (once); a no-op with `keepDatabase`. */
+  remove(): Promise<void>;
+}
+
+/**
+ * Creates the cell's database and seeds its stock; the system's own migration then finds it
+ * ready. Its removal is registered from the moment it exists (unless it is to be kept).
+ */
+async function prepareDatabase(spec: SystemSpec): Promise<CellDatabase> {
   let fresh: FreshDatabase | undefined;
   let pgliteDir: string | undefined;
-  if (spec.adminDatabaseUrl) {
-    fresh = await freshPostgresDatabase(spec.adminDatabaseUrl, "saga_bench");
-    db = await openDatabase({ databaseUrl: fresh.url, poolSize: 1 });
-  } else {
-    pgliteDir = fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-pglite-"));
-    db = await openDatabase({ pgliteDir });
-  }
+  if (spec.adminDatabaseUrl) fresh = await freshPostgresDatabase(spec.adminDatabaseUrl, "saga_bench");
+  else pgliteDir = fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-pglite-"));
+  const remove = spec.keepDatabase
+    ? async () => undefined
+    : cleanUpOnLeaving(async () => {
+        if (fresh) await fresh.drop().catch((err) => console.warn(`drop of ${fresh.name}: ${err}`));
+        if (pgliteDir) fs.rmSync(pgliteDir, { recursive: true, force: true });
+      });
   try {
-    for (const s of SEEDED_STOCK) {
-      await db.pool.query("UPDATE warehouse.stock SET available = $2, reserved = 0 WHERE product_id = $1", [s.product_id, s.stock]);
+    const db = fresh ? await openDatabase({ databaseUrl: fresh.url, poolSize: 1 }) : await openDatabase({ pgliteDir: pgliteDir! });
+    try {
+      for (const s of SEEDED_STOCK) {
+        await db.pool.query("UPDATE warehouse.stock SET available = $2, reserved = 0 WHERE product_id = $1", [s.product_id, s.stock]);
+      }
+    } finally {
+      await db.close();
     }
-  } finally {
-    await db.close();
+  } catch (err) {
+    await remove();
+    throw err;
   }
-  return { location: fresh?.url ?? pgliteDir!, fresh, pgliteDir };
+  return { location: fresh?.url ?? pgliteDir!, fresh, pgliteDir, remove };
 }
+
+/**
+ * Every process of every system still running. Should the bench end without stopping them (a
+ * `process.exit` elsewhere, an error its teardown could not survive), they get SIGTERM as it
+ * exits: a system outliving its bench would hold its port, its database and its broker
+ * subscriptions for good.
+ */
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+});
 
 export class SystemUnderTest {
   readonly processes: RunningProcess[] = [];
+  /** Stops the processes, removes the namespace and the database: once, by `dispose` or the bench's teardown. */
+  private readonly release = cleanUpOnLeaving(async () => {
+    await this.stop();
+    if (this.spec.transporterUrl && this.spec.transport !== "memory") {
+      await removeNamespace(this.spec.transporterUrl, this.namespace).catch((err) => console.warn(`broker clean-up of ${this.namespace}: ${err}`));
+    }
+    await this.database.remove();
+  });
+
   private constructor(
     readonly spec: SystemSpec,
     readonly namespace: string,
-    readonly database: { location: string; fresh?: FreshDatabase; pgliteDir?: string },
+    readonly database: CellDatabase,
   ) {}
 
   get baseUrl(): string {
@@ -104,14 +144,14 @@ export class SystemUnderTest {
       if (spec.topology === "single") {
         const child = spawn(process.execPath, [...SYSTEM_PROCESS_NODE_FLAGS, ...(spec.execArgv ?? []), MAIN], { env: { ...env, NODE_ID: `${namespace}-all` }, stdio: ["ignore", "pipe", "pipe"] });
         sut.capture("all", child);
-        sut.processes.push({ name: "all", child });
+        sut.adopt("all", child);
       } else {
         const other = spec.mode === "orchestrated" ? "saga-watchdog" : "saga-orchestrator";
         const services = ALL_SERVICES.filter((s) => s !== other);
         for (const s of services) {
           const log = fs.createWriteStream(path.join(spec.logDir, `${s}.log`), { flags: "a" });
           const { child } = startService(s, env, (_svc: ServiceName, line) => log.write(`${line}\n`), spec.execArgv);
-          sut.processes.push({ name: s, child });
+          sut.adopt(s, child);
         }
       }
       // a dozen processes starting at once on a small machine take their time
@@ -121,6 +161,12 @@ export class SystemUnderTest {
       throw err;
     }
     return sut;
+  }
+
+  private adopt(name: string, child: ChildProcess): void {
+    this.processes.push({ name, child });
+    children.add(child);
+    child.once("exit", () => children.delete(child));
   }
 
   private capture(name: string, child: ChildProcess): void {
@@ -192,13 +238,7 @@ export class SystemUnderTest {
   }
 
   /** Stops what still runs, removes the namespace from the broker and, unless kept, the database. */
-  async dispose(keepDatabase = false): Promise<void> {
-    await this.stop();
-    if (this.spec.transporterUrl && this.spec.transport !== "memory") {
-      await removeNamespace(this.spec.transporterUrl, this.namespace).catch((err) => console.warn(`broker clean-up of ${this.namespace}: ${err}`));
-    }
-    if (keepDatabase) return;
-    if (this.database.fresh) await this.database.fresh.drop().catch((err) => console.warn(`drop of ${this.database.fresh!.name}: ${err}`));
-    if (this.database.pgliteDir) fs.rmSync(this.database.pgliteDir, { recursive: true, force: true });
+  dispose(): Promise<void> {
+    return this.release();
   }
 }
