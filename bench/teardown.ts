@@ -44,8 +44,3 @@ export async function teardown(report: (line: string) => void): Promise<void> {
     }
   }
 }
-
-/** How many clean-ups are registered (for tests). */
-export function pendingCleanUps(): number {
-  return pending.length;
-}
