@@ -52,7 +52,7 @@ async function main(): Promise<number> {
       return;
     }
     leaving = true;
-    progress.line(`${why}: stopping the running system and removing its data, then leaving (once more to leave at once, leaving them behind)`);
+    progress.line(`${why}: stopping now, removing what this run started (a system's processes, its database and broker namespace) and writing the cells that ended (once more to leave at once, leaving them behind)`);
     void (async () => {
       await teardown((line) => progress.line(line));
       const results = sofar?.();

@@ -523,6 +523,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
   });
   skipped.push({ what: "the other saga style on --target", why: `the deployment runs ${mode}; restart it with the other SAGA_MODE and run again` });
   const cells: CellResult[] = [];
+  ctx.running?.(() => ({ meta: meta(o, startedAt), floor: {}, skipped: [...skipped], cells: [...cells] }));
   const stockOf = async () => {
     const xs = await Promise.all(SEEDED_STOCK.map((s) => getJson<{ available?: number; reserved?: number }>(target, `/api/v1/inventory/${s.product_id}`)));
     return xs.map((x, i) => ({ product_id: SEEDED_STOCK[i].product_id, stock: (x.body.available ?? 0) + (x.body.reserved ?? 0) }));

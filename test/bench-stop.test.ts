@@ -104,7 +104,7 @@ describe("the bench stopped by SIGTERM", async () => {
     const results = JSON.parse(fs.readFileSync(path.join(out, "results.json"), "utf8")) as BenchResults;
     expect(results.cells.map((c) => c.key)).toEqual(["orchestrated/nats/cluster/happy/open@10"]);
     expect(results.skipped.map((s) => s.why)).toContain("the bench was stopped (SIGTERM)");
-    expect(output()).toMatch(/SIGTERM: stopping the running system/);
+    expect(output()).toMatch(/SIGTERM: stopping now, removing what this run started/);
   }, 300_000);
 
   it.skipIf(!up)("while it measures the floor: removes the floor's database and namespace, exits 143", async () => {
