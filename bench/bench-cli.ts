@@ -12,7 +12,7 @@ import type { BenchResults } from "./bench-results.js";
 
 /** `npm run bench`: warm-up, measured run, one result per cell, report and comparison table. */
 
-/** Set once a signal makes the bench leave early: from then on `leave` alone ends the process. */
+/** Set once a signal or a crash makes the bench leave early: from then on `leave` alone ends the process. */
 let leaving = false;
 
 const repoDir = path.dirname(path.dirname(path.dirname(fileURLToPath(import.meta.url))));
