@@ -201,9 +201,11 @@ const STAGES_SHOWN = 3;
 
 export function stageTable(cells: FoldedCell[]): Table {
   return {
-    headers: ["style", "transport", "scenario", "load", "consumer", "process", "busy %", "transactions/s", "messages/transaction"],
+    headers: ["style", "transport", "scenario", "load", "consumer", "process", "busy %", "transactions/s", "messages/transaction", "wait ms/message"],
     rows: cells.flatMap((c) =>
-      (c.stages ?? []).slice(0, STAGES_SHOWN).map((s) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadWithRate(c), s.consumer, s.node, f(s.busy * 100, 0), f(s.transactions_per_s), f(s.messages_per_transaction)]),
+      (c.stages ?? [])
+        .slice(0, STAGES_SHOWN)
+        .map((s) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadWithRate(c), s.consumer, s.node, f(s.busy * 100, 0), f(s.transactions_per_s), f(s.messages_per_transaction), f(s.wait_ms ?? null)]),
     ),
   };
 }
@@ -282,7 +284,10 @@ const READING = `How to read it:
   process near a whole core, or all processes and the database near the machine's cores: see
   Processes and CPU per saga), every consumer looks busy, since its transactions wait for the
   CPU too; then the CPU, not the stage, is the limit. The time a consumer under load waits for
-  its next batch to grow (\`CONSUMER_LINGER_MS\`) is not counted as busy.
+  its next batch to grow (\`CONSUMER_LINGER_MS\`) is not counted as busy; it is part of the
+  wait: how long a message stood in the consumer's queue, on average, before its transaction
+  started (behind the one running, or while a batch grew), that stage's share of a saga's
+  latency beyond its own transaction.
 - The audit reads the cell's database after the system stopped: lost (accepted, unknown),
   stuck (not terminal after the drain), duplicated effects, stock conserved, no stock or money
   held by a cancelled order, every charge of a cancelled order refunded and no other refund.`;

@@ -19,14 +19,20 @@ export interface ConsumerStage {
   busy: number;
   transactions_per_s: number;
   messages_per_transaction: number | null;
+  /**
+   * How long its messages waited, on average, between reaching it and the start of their
+   * transaction (behind the one running, and under load while the next batch grew): this stage's
+   * queue in a saga's latency. Absent in results from before it was measured.
+   */
+  wait_ms?: number | null;
 }
 
 /** Counters of each consumer at one moment, keyed by node and consumer. */
-export type StageCounters = Map<string, { consumer: string; node: string; busy_s: number; transactions: number; messages: number }>;
+export type StageCounters = Map<string, { consumer: string; node: string; busy_s: number; transactions: number; messages: number; wait_s: number }>;
 
 const stageKey = (node: string, consumer: string) => `${node}\u0000${consumer}`;
 
-const FIELDS = { [METRIC.stageBusy]: "busy_s", [METRIC.stageTransactions]: "transactions", [METRIC.stageMessages]: "messages" } as const;
+const FIELDS = { [METRIC.stageBusy]: "busy_s", [METRIC.stageTransactions]: "transactions", [METRIC.stageMessages]: "messages", [METRIC.stageWait]: "wait_s" } as const;
 
 /** The system's counters the bench reads at both ends of a measured window. */
 export interface SystemCounters {
@@ -49,7 +55,7 @@ export async function readSystemCounters(target: Target): Promise<SystemCounters
     const node = s.labels.node ?? "";
     const key = stageKey(node, s.labels.consumer);
     let c = counters.get(key);
-    if (!c) counters.set(key, (c = { consumer: s.labels.consumer, node, busy_s: 0, transactions: 0, messages: 0 }));
+    if (!c) counters.set(key, (c = { consumer: s.labels.consumer, node, busy_s: 0, transactions: 0, messages: 0, wait_s: 0 }));
     c[field] += s.value;
   }
   return { stages: counters.size > 0 ? counters : null, statements };
@@ -67,24 +73,27 @@ export function stagesBetween(before: StageCounters, after: StageCounters, secon
   if (seconds <= 0) return [];
   return [...after]
     .map(([key, a]) => {
-      const b = before.get(key) ?? { busy_s: 0, transactions: 0, messages: 0 };
+      const b = before.get(key) ?? { busy_s: 0, transactions: 0, messages: 0, wait_s: 0 };
       const transactions = a.transactions - b.transactions;
+      const messages = a.messages - b.messages;
       return {
         consumer: a.consumer,
         node: a.node,
         busy: round((a.busy_s - b.busy_s) / seconds, 3),
         transactions_per_s: round(transactions / seconds, 1),
-        messages_per_transaction: transactions > 0 ? round((a.messages - b.messages) / transactions, 1) : null,
+        messages_per_transaction: transactions > 0 ? round(messages / transactions, 1) : null,
+        wait_ms: messages > 0 ? round(((a.wait_s - b.wait_s) * 1000) / messages, 1) : null,
       };
     })
     .filter((s) => s.busy > 0 || s.transactions_per_s > 0)
     .sort((x, y) => y.busy - x.busy || x.consumer.localeCompare(y.consumer));
 }
 
-/** "warehouse:ReserveStock 97% busy, 21.4 messages a transaction" */
+/** "warehouse:ReserveStock 97% busy, 21.4 messages a transaction, each waiting 9.8 ms for it" */
 export function describeStage(s: ConsumerStage): string {
   const n = s.messages_per_transaction;
-  return `${s.consumer} ${Math.round(s.busy * 100)}% busy${n === null ? "" : `, ${n} message${n === 1 ? "" : "s"} a transaction`}`;
+  const waited = s.wait_ms == null ? "" : `, each waiting ${s.wait_ms} ms for it`;
+  return `${s.consumer} ${Math.round(s.busy * 100)}% busy${n === null ? "" : `, ${n} message${n === 1 ? "" : "s"} a transaction${waited}`}`;
 }
 
 /** Repetitions of one cell folded: each consumer's median figures; null when no repetition measured them. */
@@ -98,12 +107,14 @@ export function foldStages(runs: readonly (ConsumerStage[] | null | undefined)[]
       // a consumer idle in some repetitions counts as 0 there
       const all = (f: (s: ConsumerStage) => number) => median([...list.map(f), ...Array<number>(measured.length - list.length).fill(0)]);
       const batches = list.map((s) => s.messages_per_transaction).filter((x): x is number => x !== null);
+      const waits = list.map((s) => s.wait_ms).filter((x): x is number => x != null);
       return {
         consumer: list[0]!.consumer,
         node: list[0]!.node,
         busy: round(all((s) => s.busy), 3),
         transactions_per_s: round(all((s) => s.transactions_per_s), 1),
         messages_per_transaction: batches.length ? round(median(batches), 1) : null,
+        wait_ms: waits.length ? round(median(waits), 1) : null,
       };
     })
     .sort((x, y) => y.busy - x.busy || x.consumer.localeCompare(y.consumer));

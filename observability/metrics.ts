@@ -16,6 +16,7 @@ export const METRIC = {
   stageBusy: "saga_consumer_busy_seconds_total",
   stageTransactions: "saga_consumer_transactions_total",
   stageMessages: "saga_consumer_transaction_messages_total",
+  stageWait: "saga_consumer_wait_seconds_total",
   statements: "saga_db_statements_total",
 } as const;
 
@@ -69,6 +70,15 @@ function register(broker: ServiceBroker): void {
     type: "counter",
     name: METRIC.stageMessages,
     description: "Messages a consumer's committed transactions took (handled or found in the inbox), by consumer",
+    labelNames: ["consumer"],
+  });
+  // the other half of a stage's share of a saga's latency: how long its messages stood in its
+  // queue (behind the transaction running, and under load while the next batch grew)
+  broker.metrics.register({
+    type: "counter",
+    name: METRIC.stageWait,
+    description:
+      "Seconds the messages of a consumer's committed transactions waited for their transaction to start (behind the one running, and while a batch grew under load), summed over those messages, by consumer",
     labelNames: ["consumer"],
   });
   // Each statement is a round trip to the database, the unit a hop's cost is made of; counted by
@@ -159,13 +169,17 @@ export function metricsMiddleware(enabled: boolean, statements?: () => number): 
   } as unknown as Middleware;
 }
 
-/** One transaction of a consumer: how long it ran and, when it committed, how many messages it took. */
-export function observeConsumerTransaction(broker: ServiceBroker, consumer: string, seconds: number, committedMessages: number | null): void {
+/**
+ * One transaction of a consumer: how long it ran and, when it committed, how many messages it
+ * took and how long they had waited for it, together.
+ */
+export function observeConsumerTransaction(broker: ServiceBroker, consumer: string, seconds: number, committed: { messages: number; waitedSeconds: number } | null): void {
   if (!broker?.isMetricsEnabled()) return;
   broker.metrics.increment(METRIC.stageBusy, { consumer }, seconds);
-  if (committedMessages === null) return;
+  if (committed === null) return;
   broker.metrics.increment(METRIC.stageTransactions, { consumer });
-  broker.metrics.increment(METRIC.stageMessages, { consumer }, committedMessages);
+  broker.metrics.increment(METRIC.stageMessages, { consumer }, committed.messages);
+  broker.metrics.increment(METRIC.stageWait, { consumer }, committed.waitedSeconds);
 }
 
 /** Saga duration, observed once per checkout by the projection that sees it end. */

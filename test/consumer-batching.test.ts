@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomUUID } from "node:crypto";
-import type { LoggerInstance } from "moleculer";
+import { ServiceBroker, type LoggerInstance } from "moleculer";
 import { PgEventStore } from "../services/event-store/pg-event-store.js";
 import { emit, newMessage, type AnyEnvelope } from "../services/shared/catalogue.js";
 import { openDatabase, type Database } from "../services/shared/database.js";
 import { consume, MAX_BATCH, type ConsumerDeps, type Work } from "../services/shared/messaging.js";
 import { envelopeFactory } from "../services/messaging/envelope-factory.js";
+import { METRIC, metricsMiddleware } from "../observability/metrics.js";
 import { available, freshPostgresDatabase } from "./support/infrastructure.js";
 
 /**
@@ -153,6 +154,35 @@ describe.skipIf(!reachable)("a consumer's batched transactions (PostgreSQL)", ()
       expect(f.seen).toEqual(o.messages);
     }
     expect(opened.flatMap((o) => o.messages).sort()).toEqual(messages.map((m) => m.event_id).sort());
+  });
+
+  it("counts how long each message waited for its consumer's transaction to start", async () => {
+    const broker = new ServiceBroker({ logger: false, metrics: { enabled: true }, middlewares: [metricsMiddleware(true)] });
+    await broker.start();
+    try {
+      const counted = (name: string) => (broker.metrics.getMetric(name)?.get({ consumer: "batching:wait" })?.value as number | undefined) ?? 0;
+      const HOLD_MS = 300;
+      // the first message's transaction holds the consumer; the three behind it wait for it to end
+      const holding = (m: AnyEnvelope): Work<undefined> => ({
+        async handle({ tx }) {
+          await tx.query("SELECT pg_sleep($1)", [HOLD_MS / 1000]);
+          return [];
+        },
+      });
+      const [first, ...behind] = Array.from({ length: 4 }, message);
+      const held = consume({ ...deps, broker }, "batching:wait", "c", first!, holding(first!));
+      await new Promise((r) => setTimeout(r, 50));
+      const outcomes = await Promise.all([held, ...behind.map((m) => consume({ ...deps, broker }, "batching:wait", "c", m, holding(m)))]);
+      expect(outcomes.every((o) => o === "handled")).toBe(true);
+      expect(counted(METRIC.stageMessages)).toBe(4);
+      expect(counted(METRIC.stageTransactions)).toBe(2);
+      // the first did not wait; each of the three behind it waited at least the rest of its hold
+      const waited = counted(METRIC.stageWait);
+      expect(waited).toBeGreaterThanOrEqual((3 * (HOLD_MS - 50)) / 1000);
+      expect(waited).toBeLessThan(counted(METRIC.stageBusy) * 3);
+    } finally {
+      await broker.stop();
+    }
   });
 
   it("dead-letters a message that always fails and still handles the rest of its batch", async () => {

@@ -9,8 +9,10 @@ import { foldStages, readSystemCounters, stagesBetween, statementsBetween, type 
  * them, read back, and the difference over a window.
  */
 
-const counters = (values: Record<string, [number, number, number]>): StageCounters =>
-  new Map(Object.entries(values).map(([consumer, [busy_s, transactions, messages]]) => [`n1\u0000${consumer}`, { consumer, node: "n1", busy_s, transactions, messages }]));
+const counters = (values: Record<string, [number, number, number, number]>): StageCounters =>
+  new Map(
+    Object.entries(values).map(([consumer, [busy_s, transactions, messages, wait_s]]) => [`n1\u0000${consumer}`, { consumer, node: "n1", busy_s, transactions, messages, wait_s }]),
+  );
 
 describe("consumer stages", () => {
   it("reads back what /metrics writes, labels with quotes, backslashes and line breaks included", () => {
@@ -29,23 +31,27 @@ describe("consumer stages", () => {
     expect(samples.filter((s) => s.name === "saga_duration_seconds_bucket").map((s) => [s.labels.le, s.value])).toEqual([["0.5", 2], ["1", 3], ["+Inf", 3]]);
   });
 
-  it("gives each consumer's busy share, transactions and batch size over the window, the busiest first", () => {
-    const before = counters({ orchestrator: [10, 100, 900], warehouse: [4, 50, 50] });
-    const after = counters({ orchestrator: [19.5, 200, 2900], warehouse: [6, 150, 350], payments: [1, 10, 10] });
+  it("gives each consumer's busy share, transactions, batch size and wait per message over the window, the busiest first", () => {
+    const before = counters({ orchestrator: [10, 100, 900, 5], warehouse: [4, 50, 50, 1] });
+    const after = counters({ orchestrator: [19.5, 200, 2900, 25], warehouse: [6, 150, 350, 1.9], payments: [1, 10, 10, 0.01] });
     expect(stagesBetween(before, after, 10)).toEqual([
-      { consumer: "orchestrator", node: "n1", busy: 0.95, transactions_per_s: 10, messages_per_transaction: 20 },
-      { consumer: "warehouse", node: "n1", busy: 0.2, transactions_per_s: 10, messages_per_transaction: 3 },
+      { consumer: "orchestrator", node: "n1", busy: 0.95, transactions_per_s: 10, messages_per_transaction: 20, wait_ms: 10 },
+      { consumer: "warehouse", node: "n1", busy: 0.2, transactions_per_s: 10, messages_per_transaction: 3, wait_ms: 3 },
       // first seen during the window: counted from zero
-      { consumer: "payments", node: "n1", busy: 0.1, transactions_per_s: 1, messages_per_transaction: 1 },
+      { consumer: "payments", node: "n1", busy: 0.1, transactions_per_s: 1, messages_per_transaction: 1, wait_ms: 1 },
     ]);
     // idle over the window: left out
     expect(stagesBetween(after, after, 10)).toEqual([]);
   });
 
   it("folds repetitions into each consumer's medians, idle repetitions as zero", () => {
-    const run = (busy: number, perTx: number) => [{ consumer: "c", node: "n1", busy, transactions_per_s: 5, messages_per_transaction: perTx }];
-    expect(foldStages([run(0.5, 4), run(0.9, 8), run(0.7, 6)])).toEqual([{ consumer: "c", node: "n1", busy: 0.7, transactions_per_s: 5, messages_per_transaction: 6 }]);
-    expect(foldStages([run(0.9, 8), [], []])![0]).toMatchObject({ busy: 0, transactions_per_s: 0, messages_per_transaction: 8 });
+    const run = (busy: number, perTx: number, wait_ms?: number) => [{ consumer: "c", node: "n1", busy, transactions_per_s: 5, messages_per_transaction: perTx, wait_ms }];
+    expect(foldStages([run(0.5, 4, 2), run(0.9, 8, 9), run(0.7, 6, 4)])).toEqual([
+      { consumer: "c", node: "n1", busy: 0.7, transactions_per_s: 5, messages_per_transaction: 6, wait_ms: 4 },
+    ]);
+    expect(foldStages([run(0.9, 8, 3), [], []])![0]).toMatchObject({ busy: 0, transactions_per_s: 0, messages_per_transaction: 8, wait_ms: 3 });
+    // results from before the wait was measured have none
+    expect(foldStages([run(0.9, 8), run(0.7, 6)])![0]!.wait_ms).toBeNull();
     expect(foldStages([null, undefined])).toBeNull();
   });
 

@@ -108,6 +108,8 @@ describe.each(["orchestrated", "choreographed"] as const)("/metrics after succes
       expect(transactions, consumer).toBeGreaterThan(0);
       expect(transactions, consumer).toBeLessThanOrEqual(received);
       expect(sum(samples, "saga_consumer_busy_seconds_total", { consumer }), consumer).toBeGreaterThan(0);
+      // served for every consumer that committed (how long a wait is: consumer-batching.test.ts)
+      expect(samples.some((x) => x.name === "saga_consumer_wait_seconds_total" && x.labels.consumer === consumer), consumer).toBe(true);
     }
   });
 

@@ -278,6 +278,7 @@ export async function consume<P>(
       const prepared = work.prepare ? await work.prepare() : (undefined as P);
       const item: Batched = {
         message,
+        queuedAt: performance.now(),
         // the handler runs, and its messages are built, in this message's trace
         run: inCurrentTrace(async (tx: Tx, batch: BatchScope) => {
           const emits = await work.handle({ tx, cause: message, batch, prepared });
@@ -307,6 +308,8 @@ export async function consume<P>(
 /** One message waiting for its consumer's next transaction. */
 interface Batched {
   message: AnyEnvelope;
+  /** When it joined its consumer's queue (`performance.now()`). */
+  queuedAt: number;
   /** The handler, inside the transaction: returns the messages it emits. */
   run(tx: Tx, batch: BatchScope): Promise<AnyNewMessage[]>;
 }
@@ -327,13 +330,13 @@ export const MAX_BATCH = 64;
  */
 async function handleBatch(deps: ConsumerDeps, consumer: string, items: readonly Batched[]): Promise<("handled" | "duplicate")[]> {
   const started = performance.now();
-  let committedMessages: number | null = null;
+  let committed: { messages: number; waitedSeconds: number } | null = null;
   try {
     const outcomes = await runBatch(deps, consumer, items);
-    committedMessages = items.length;
+    committed = { messages: items.length, waitedSeconds: items.reduce((sum, i) => sum + (started - i.queuedAt), 0) / 1000 };
     return outcomes;
   } finally {
-    observeConsumerTransaction(deps.broker, consumer, (performance.now() - started) / 1000, committedMessages);
+    observeConsumerTransaction(deps.broker, consumer, (performance.now() - started) / 1000, committed);
   }
 }
 
