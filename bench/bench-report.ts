@@ -205,7 +205,7 @@ export function stageTable(cells: FoldedCell[]): Table {
     rows: cells.flatMap((c) =>
       (c.stages ?? [])
         .slice(0, STAGES_SHOWN)
-        .map((s) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadWithRate(c), s.consumer, s.node, f(s.busy * 100, 0), f(s.transactions_per_s), f(s.messages_per_transaction), f(s.wait_ms ?? null)]),
+        .map((s) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadWithRate(c), s.consumer, s.node, f(s.busy * 100, 0), f(s.transactions_per_s), f(s.messages_per_transaction), f(s.wait_ms)]),
     ),
   };
 }
