@@ -1,4 +1,4 @@
-import type { AnyEnvelope } from "../shared/catalogue.js";
+import { isCommand, type AnyEnvelope } from "../shared/catalogue.js";
 
 /**
  * Rebuilds an aggregate's state from its events alone. The participants keep their state in
@@ -7,6 +7,8 @@ import type { AnyEnvelope } from "../shared/catalogue.js";
 export type AggregateState = Record<string, unknown>;
 
 function evolve(state: AggregateState, e: AnyEnvelope): AggregateState {
+  // commands are on the `sagas` aggregate: its state lists the commands sent so far
+  if (isCommand(e)) return { ...state, commands: [...((state.commands as unknown[]) ?? []), { command: e.event_type, ...e.data }] };
   switch (e.event_type) {
     case "OrderInitiated":
       return { ...state, ...e.data, status: "pending" };
@@ -40,9 +42,11 @@ function evolve(state: AggregateState, e: AnyEnvelope): AggregateState {
     case "NotificationSent":
     case "NotificationFailed":
       return { ...state, order_id: e.data.order_id, notifications: [...((state.notifications as unknown[]) ?? []), { event: e.event_type, ...e.data }] };
+    case "CheckoutTimedOut":
+      return { ...state, order_id: e.data.order_id, timed_out: { undo_from: e.data.undo_from, at: e.timestamp } };
     default:
-      // commands on the `sagas` aggregate: the state is the list of commands sent so far
-      return { ...state, commands: [...((state.commands as unknown[]) ?? []), { command: e.event_type, ...e.data }] };
+      e satisfies never; // a message added to the catalogue is replayed above, or this fails to compile
+      return state;
   }
 }
 

@@ -1,4 +1,4 @@
-import { isCommandType, type AnyEnvelope, type DataOf } from "../shared/catalogue.js";
+import { isCommand, type AnyEnvelope, type DataOf } from "../shared/catalogue.js";
 
 export const ORDER_STATUSES = ["pending", "confirmed", "cancelled"] as const;
 
@@ -36,7 +36,7 @@ export interface UserInfo {
  * the order's business timeline, and are skipped.
  */
 export function projectOrder(view: OrderView | undefined, e: AnyEnvelope, user?: UserInfo): OrderView | undefined {
-  if (isCommandType(e.event_type)) return view;
+  if (isCommand(e)) return view;
   if (e.event_type === "OrderInitiated") {
     if (view) return view; // replayed
     const d = e.data;
@@ -88,7 +88,14 @@ export function projectOrder(view: OrderView | undefined, e: AnyEnvelope, user?:
       return { ...v, shipment: { status: "cancelled", shipment_id: e.data.shipment_id } };
     case "NotificationSent":
       return { ...v, notified: true };
+    case "StockReserved":
+    case "StockUnavailable":
+    case "StockReleased":
+    case "NotificationFailed":
+    case "CheckoutTimedOut":
+      return v; // on the timeline only: the view's status and reason come from the orders service's events
     default:
+      e satisfies never; // an event added to the catalogue is placed above, or this fails to compile
       return v;
   }
 }
