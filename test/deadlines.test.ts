@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomUUID } from "node:crypto";
 import { emit, isCommandType, type AnyEmit, type AnyNewMessage } from "../services/shared/catalogue.js";
 import { withTransaction } from "../services/shared/database.js";
@@ -15,6 +15,17 @@ import { orderInitiated } from "./support/messages.js";
 /** Stores a message of a checkout straight in the event store, as its service would. */
 function store(h: CheckoutHarness, correlation_id: string, service_name: string, message: AnyEmit) {
   return withTransaction(h.pool, (tx) => h.system.store.append(tx, [h.system.envelopes.create(message, { correlation_id, service_name }) as AnyNewMessage]));
+}
+
+/** Resolves once a consumer of `participant` has handled the message (its inbox holds it). */
+async function handled(h: CheckoutHarness, participant: string, messageId: string): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const { rows } = await h.pool.query("SELECT 1 FROM messaging.inbox WHERE consumer LIKE $1 AND message_id = $2", [`${participant}:%`, messageId]);
+      expect(rows, `${participant} has not handled ${messageId}`).toHaveLength(1);
+    },
+    { timeout: 15_000, interval: 50 },
+  );
 }
 
 const PRODUCT = { id: 9601, price: 75, stock: 10 };
@@ -35,8 +46,11 @@ describe.each(SAGA_MODES)("a checkout past its deadline (%s)", (mode) => {
     expect(view.status).toBe("cancelled");
     expect(view.cancellation_reason).toBe("timeout");
 
-    // the provider's late answer must not capture anything: wait until it has come and gone
-    await new Promise((r) => setTimeout(r, 3_500));
+    // the provider's late answer must not capture anything: wait until payments has handled the
+    // message it charges on (the provider's answer comes first, outside the transaction)
+    const chargedOn = (await h.events(accepted.correlation_id)).find((e) => e.event_type === (mode === "orchestrated" ? "ProcessPayment" : "StockReserved"));
+    expect(chargedOn).toBeDefined();
+    await handled(h, "payments", chargedOn!.event_id);
     const events = await h.events(accepted.correlation_id);
     const business = events.filter((e) => !isCommandType(e.event_type)).map((e) => e.event_type);
     expect(business).toEqual([
@@ -71,14 +85,7 @@ describe("a choreographed checkout already timed out", () => {
       const [initiatedEvent] = await store(h, correlation_id, "orders", orderInitiated(order_id, product.id));
       committed();
       // the warehouse handles the message (its inbox has it) and takes no step
-      const deadline = Date.now() + 15_000;
-      let handled = 0;
-      while (handled === 0 && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-        const { rows } = await h.pool.query("SELECT count(*)::int AS n FROM messaging.inbox WHERE consumer LIKE 'warehouse:%' AND message_id = $1", [initiatedEvent.event_id]);
-        handled = rows[0].n;
-      }
-      expect(handled).toBe(1);
+      await handled(h, "warehouse", initiatedEvent.event_id);
       expect(await h.reservations(order_id)).toEqual([]);
       expect(await h.stock(product.id)).toEqual({ available: product.stock, reserved: 0 });
       // (the compensation chain the timeout started does run: refund, then release)
