@@ -219,8 +219,21 @@ export function floorTable(r: BenchResults): Table {
 
 export function processTable(cells: FoldedCell[]): Table {
   return {
-    headers: ["style", "transport", "scenario", "load", "process", "CPU s (measured window)", "peak RSS MB"],
-    rows: cells.flatMap((c) => c.processes.map((p) => [c.mode, `${c.transport}/${c.topology}`, c.scenario, loadWithRate(c), p.name, f(p.cpu_s, 2), f(p.peak_rss_mb, 0)])),
+    headers: ["style", "transport", "scenario", "load", "process", "CPU s (measured window)", "peak RSS MB", "main thread on a core %", "waiting for a core %", "preempted /s"],
+    rows: cells.flatMap((c) =>
+      c.processes.map((p) => [
+        c.mode,
+        `${c.transport}/${c.topology}`,
+        c.scenario,
+        loadWithRate(c),
+        p.name,
+        f(p.cpu_s, 2),
+        f(p.peak_rss_mb, 0),
+        f(p.main_thread && p.main_thread.running * 100, 0),
+        f(p.main_thread && p.main_thread.waiting * 100, 0),
+        f(p.main_thread?.preempted_per_s, 0),
+      ]),
+    ),
   };
 }
 
@@ -270,6 +283,14 @@ const READING = `How to read it:
   process, nor for a broker on another machine). Their sum against the machine's cores bounds
   the throughput. RabbitMQ's Erlang schedulers spin a while before they sleep (the runtime's
   \`+sbwt\` busy-wait threshold), so part of its figure is waiting, not work.
+- Processes: each process's CPU over the measured window, its peak memory, and what the
+  scheduler did with its main thread (a Node process's JavaScript thread, which runs all of its
+  JavaScript): the share of the window it ran on a core, the share it was ready to run but
+  waited for one, and how many times a second another task took its core (Linux's /proc; "–"
+  elsewhere). A thread that waits for a core while the machine still has CPU to spare is being
+  preempted: every statement the system sends wakes a database backend, and a woken task may
+  take the core of the thread that woke it. A main thread on a core for nearly the whole window
+  is its process's limit.
 - Where the time goes: medians over the confirmed sagas, from the event store's timestamps.
   accept = request due → OrderInitiated stored; each step = previous answer → this answer,
   orchestrated split into coordination (previous answer → the orchestrator's command stored)

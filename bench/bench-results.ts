@@ -4,6 +4,7 @@ import type { SagaCounts } from "./end-state-audit.js";
 import type { StepSplit } from "./saga-analysis.js";
 import type { ConsumerStage } from "./consumer-stages.js";
 import type { Topology } from "./system-under-test.js";
+import type { ProcessWindow } from "./process-stats.js";
 
 /** The shape of results.json (one per run). */
 
@@ -38,7 +39,7 @@ export interface CellResult {
   db_writes_per_saga: number | null;
   /** Counts of the floor model: messages and commits up to the terminal event, request/reply hops. */
   path: { messages: number; commits: number; request_reply_hops: number };
-  processes: { name: string; cpu_s: number; peak_rss_mb: number }[];
+  processes: ProcessWindow[];
   /**
    * CPU seconds of the PostgreSQL backends serving the cell's database over the measured window;
    * null on PGlite (inside the system's process) or a server on another machine.

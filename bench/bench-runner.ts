@@ -13,7 +13,7 @@ import { auditCheckouts, type AuditResult } from "./end-state-audit.js";
 import { measureDatabaseFloor, measureTransportFloor } from "./floor.js";
 import { getJson, newHistogram, openLoop, saturate, type LoadResult, type Outcome, type Target } from "./load-generator.js";
 import { OtlpSink } from "./otlp-sink.js";
-import { backendCpuBetween, brokerCpuBetween, ownStats, readBrokerCpu, walBetween, type BackendCpu, type BrokerCpu, type ProcessStats } from "./process-stats.js";
+import { backendCpuBetween, brokerCpuBetween, ownStats, processesBetween, readBrokerCpu, walBetween, type BackendCpu, type BrokerCpu, type ProcessStats } from "./process-stats.js";
 import { ProgressDisplay } from "./progress-display.js";
 import { reachable } from "./reachable.js";
 import { analyseSagas, median, type SagaEvent } from "./saga-analysis.js";
@@ -146,13 +146,6 @@ async function drain(target: Target, seconds: number): Promise<void> {
   }
 }
 
-const cpuDelta = (before: ProcessStats[], after: ProcessStats[]) =>
-  after.map((a) => ({
-    name: a.name,
-    cpu_s: Math.round((a.cpu_s - (before.find((b) => b.name === a.name)?.cpu_s ?? 0)) * 100) / 100,
-    peak_rss_mb: a.peak_rss_mb,
-  }));
-
 interface Measured {
   load: LoadResult;
   warmOutcomes: Outcome[];
@@ -236,9 +229,10 @@ async function applyLoad(
       ? await openLoop({ target, runId, scenario: cell.scenario, rate: cell.load.rate, durationS: o.durationS, firstIndex, drainS: DRAIN_S, onProgress })
       : await saturate({ target, scenario: cell.scenario, durationS: o.durationS, connections: cell.load.connections, firstIndex, onProgress });
   const after = [...statsOf(), ownStats("bench (load generator)")];
+  const windowS = (performance.now() - windowStart) / 1000;
   const countersAfter = await readSystemCounters(target).catch(() => null);
   const stages =
-    countersBefore?.stages && countersAfter?.stages ? stagesBetween(countersBefore.stages, countersAfter.stages, (performance.now() - windowStart) / 1000) : null;
+    countersBefore?.stages && countersAfter?.stages ? stagesBetween(countersBefore.stages, countersAfter.stages, windowS) : null;
   const databaseAfter = await backendCpuOf().catch(() => null);
   const walAfter = await walOf().catch(() => null);
   const brokerAfter = brokerCpuOf();
@@ -246,7 +240,7 @@ async function applyLoad(
     load,
     warmOutcomes,
     warmup,
-    processes: cpuDelta(before, after),
+    processes: processesBetween(before, after, windowS),
     database_cpu_s: backendCpuBetween(databaseBefore, databaseAfter),
     broker_cpu_s: brokerCpuBetween(brokerBefore, brokerAfter),
     stages,

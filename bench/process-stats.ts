@@ -9,6 +9,67 @@ export interface ProcessStats {
   cpu_s: number;
   /** Peak resident set size (VmHWM), MB. */
   peak_rss_mb: number;
+  /** The scheduler's account of the main thread (a Node process's JavaScript thread); absent where /proc does not give it. */
+  thread?: ThreadSched;
+}
+
+/** A thread's time on a core and waiting runnable for one, in seconds, and its preemptions, since it started. */
+export interface ThreadSched {
+  run_s: number;
+  wait_s: number;
+  preempted: number;
+}
+
+/**
+ * The main thread's line of /proc/<pid>/task/<pid>/schedstat (nanoseconds on a core, nanoseconds
+ * runnable but waiting for one, time slices) and its involuntary context switches (a woken task
+ * or the end of its slice took its core); undefined where Linux does not keep them.
+ */
+export function readThreadSched(pid: number): ThreadSched | undefined {
+  try {
+    const [run, wait] = fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(/\s+/).map(Number);
+    const preempted = Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/task/${pid}/status`, "utf8"))?.[1]);
+    if (![run, wait, preempted].every(Number.isFinite)) return undefined;
+    return { run_s: run! / 1e9, wait_s: wait! / 1e9, preempted };
+  } catch {
+    return undefined;
+  }
+}
+
+/** One process over a measured window: its CPU, its peak memory and what its main thread did. */
+export interface ProcessWindow {
+  name: string;
+  cpu_s: number;
+  peak_rss_mb: number;
+  /**
+   * Shares of the window the main thread spent on a core and runnable waiting for one, and its
+   * preemptions per second; absent where /proc did not give them (and in results of older runs).
+   */
+  main_thread?: { running: number; waiting: number; preempted_per_s: number };
+}
+
+/** Each process's figures between two readings `windowS` seconds apart (matched by name). */
+export function processesBetween(before: ProcessStats[], after: ProcessStats[], windowS: number): ProcessWindow[] {
+  const r2 = (x: number) => Math.round(x * 100) / 100;
+  return after.map((a) => {
+    const b = before.find((x) => x.name === a.name);
+    const t0 = b?.thread;
+    const t1 = a.thread;
+    return {
+      name: a.name,
+      cpu_s: r2(a.cpu_s - (b?.cpu_s ?? 0)),
+      peak_rss_mb: a.peak_rss_mb,
+      ...(t0 && t1 && windowS > 0
+        ? {
+            main_thread: {
+              running: Math.round(((t1.run_s - t0.run_s) / windowS) * 1000) / 1000,
+              waiting: Math.round(((t1.wait_s - t0.wait_s) / windowS) * 1000) / 1000,
+              preempted_per_s: Math.round((t1.preempted - t0.preempted) / windowS),
+            },
+          }
+        : {}),
+    };
+  });
 }
 
 let ticks: number | undefined;
@@ -30,7 +91,7 @@ export function readProcessStats(name: string, pid: number): ProcessStats {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
     const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0);
-    return { name, pid, cpu_s: stat.cpu_s, peak_rss_mb: Math.round((hwm / 1024) * 10) / 10 };
+    return { name, pid, cpu_s: stat.cpu_s, peak_rss_mb: Math.round((hwm / 1024) * 10) / 10, thread: readThreadSched(pid) };
   } catch {
     return { name, pid, cpu_s: 0, peak_rss_mb: 0 };
   }
@@ -39,7 +100,13 @@ export function readProcessStats(name: string, pid: number): ProcessStats {
 /** This process's own figures, from Node (the load generator). */
 export function ownStats(name: string): ProcessStats {
   const u = process.cpuUsage();
-  return { name, pid: process.pid, cpu_s: (u.user + u.system) / 1e6, peak_rss_mb: Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10 };
+  return {
+    name,
+    pid: process.pid,
+    cpu_s: (u.user + u.system) / 1e6,
+    peak_rss_mb: Math.round((process.resourceUsage().maxRSS / 1024) * 10) / 10,
+    thread: readThreadSched(process.pid),
+  };
 }
 
 /** CPU seconds so far of each PostgreSQL backend serving one database, by pid. */

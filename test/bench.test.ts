@@ -76,6 +76,13 @@ describe("npm run bench", () => {
       expect(c.messages_per_saga).toBeGreaterThan(0);
       expect(c.db_writes_per_saga).toBeGreaterThan(0);
       expect(c.processes.map((p) => p.name)).toContain("all");
+      // the scheduler's account of the system's JavaScript thread over the window (Linux)
+      const system = c.processes.find((p) => p.name === "all")!;
+      if (fs.existsSync("/proc/self/task")) {
+        expect(system.main_thread!.running, c.key).toBeGreaterThan(0);
+        expect(system.main_thread!.running + system.main_thread!.waiting, c.key).toBeLessThanOrEqual(1.05);
+        expect(system.main_thread!.preempted_per_s, c.key).toBeGreaterThanOrEqual(0);
+      }
       // PGlite runs inside the system's process: its CPU is in "all", not counted apart
       expect(c.database_cpu_s).toBeNull();
       // and writes no WAL of PostgreSQL's that a position could show
