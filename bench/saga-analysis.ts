@@ -1,4 +1,4 @@
-import { checkoutSteps, initiation } from "../sagas/checkout.steps.js";
+import { checkoutSteps, initiation, stepsToPivot } from "../sagas/checkout.steps.js";
 import type { Outcome } from "./load-generator.js";
 
 /**
@@ -45,7 +45,7 @@ export const median = (xs: number[]): number => {
 };
 const round = (x: number) => Math.round(x * 100) / 100;
 
-const PATH = checkoutSteps.filter((s) => !s.afterPivot);
+const PATH = stepsToPivot;
 const FAILURES = new Set(checkoutSteps.map((s) => s.failed).filter(Boolean).concat(["CheckoutTimedOut"]) as string[]);
 const COMPENSATED = new Set([...checkoutSteps.map((s) => s.compensation?.done).filter(Boolean), initiation.compensation.done] as string[]);
 const TERMINAL = new Set(["OrderConfirmed", "OrderCancelled"]);

@@ -1,4 +1,4 @@
-import { participantOf, type CommandType, type DataOf, type EventType } from "../services/shared/catalogue.js";
+import { isMessage, participantOf, type AnyEnvelope, type CommandType, type DataOf, type EventType } from "../services/shared/catalogue.js";
 import {
   allLinesReserved,
   confirmationFor,
@@ -17,15 +17,34 @@ import {
 
 export type OrderLookup = (order_id: string) => Promise<DataOf<"OrderInitiated">>;
 
-export interface Reaction<E extends EventType = EventType, C extends CommandType = CommandType> {
+/** One row of the table: on an event of type `on` (when its condition holds), the command `run`. */
+export interface Reaction {
+  readonly on: EventType;
+  readonly run: CommandType;
+  /** Whether this reaction acts on a message: one of its event type whose condition holds. */
+  applies(event: AnyEnvelope): boolean;
+  /** The data of the command `run` for that event. */
+  commandFor(event: AnyEnvelope, orderOf: OrderLookup): Promise<DataOf<CommandType>>;
+}
+
+/** A reaction, typed: `when` and `build` see the data of `on`, and `build` makes `run`'s data. */
+function reaction<E extends EventType, C extends CommandType>(r: {
   on: E;
   run: C;
   when?(event: DataOf<E>): boolean;
   build(event: DataOf<E>, orderOf: OrderLookup): DataOf<C> | Promise<DataOf<C>>;
+}): Reaction {
+  const dataOf = (event: AnyEnvelope): DataOf<E> => {
+    if (!isMessage(event, r.on)) throw new Error(`the reaction to ${r.on} was given ${event.event_type}`);
+    return event.data;
+  };
+  return {
+    on: r.on,
+    run: r.run,
+    applies: (event) => isMessage(event, r.on) && (!r.when || r.when(event.data)),
+    commandFor: async (event, orderOf) => r.build(dataOf(event), orderOf),
+  };
 }
-
-const reaction = <E extends EventType, C extends CommandType>(r: Reaction<E, C>): Reaction =>
-  r as unknown as Reaction;
 
 /** The consumer that runs a reaction, and names its inbox: participant, event, command. */
 export const reactionConsumer = (r: Reaction): string => `${participantOf(r.run)}:${r.on}->${r.run}`;
@@ -87,3 +106,6 @@ export const checkoutReactions: readonly Reaction[] = [
     build: (e) => ({ order_id: e.order_id, reason: "timeout" }),
   }),
 ];
+
+/** The reactions an event calls for: what the choreography does when it is published. */
+export const reactionsTo = (event: AnyEnvelope): Reaction[] => checkoutReactions.filter((r) => r.applies(event));

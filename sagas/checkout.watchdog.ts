@@ -1,5 +1,5 @@
 import type { AnyEnvelope, DataOf } from "../services/shared/catalogue.js";
-import { checkoutReactions, reactionConsumer } from "./checkout.reactions.js";
+import { reactionConsumer, reactionsTo } from "./checkout.reactions.js";
 import { checkoutSteps } from "./checkout.steps.js";
 
 type Undoable = DataOf<"CheckoutTimedOut">["undo_from"];
@@ -16,10 +16,7 @@ export function stepToUndo(events: readonly AnyEnvelope[]): Undoable | null {
   if (checkoutSteps.some((s) => s.failed && types.has(s.failed))) return null; // its chain is running
   let inFlight = 0;
   for (const [i, step] of checkoutSteps.entries()) {
-    const done = events.some(
-      (e) => e.event_type === step.succeeded && (!step.completes || step.completes(e.data as never)),
-    );
-    if (done) inFlight = i + 1;
+    if (events.some((e) => step.completedBy(e))) inFlight = i + 1;
   }
   const step = checkoutSteps[inFlight];
   return step && step.compensation ? (step.name as Undoable) : null;
@@ -39,8 +36,6 @@ export interface Owed {
  */
 export function owedReactions(events: readonly AnyEnvelope[]): { event: AnyEnvelope; owed: Owed }[] {
   return events.flatMap((event) =>
-    checkoutReactions
-      .filter((r) => r.on === event.event_type && (!r.when || r.when(event.data as never)))
-      .map((r) => ({ event, owed: { consumer: reactionConsumer(r), message_id: event.event_id } })),
+    reactionsTo(event).map((r) => ({ event, owed: { consumer: reactionConsumer(r), message_id: event.event_id } })),
   );
 }

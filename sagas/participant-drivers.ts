@@ -1,6 +1,7 @@
 import type { ServiceSchema } from "moleculer";
 import {
   channelOf,
+  isMessage,
   participantOf,
   type AnyEnvelope,
   type CommandType,
@@ -66,19 +67,19 @@ const queued = new WeakMap<AnyEnvelope, QueuedCommand<unknown, unknown>>();
  * that carries out a batch at once (`handleAll`) runs once for the transaction's messages, when
  * the first of them comes to it; each message then takes its own events.
  */
-function run<C extends CommandType>(
+function run<D>(
   deps: ConsumerDeps,
   consumer: string,
   channel: string,
   message: AnyEnvelope,
-  handler: CommandHandler<DataOf<C>>,
-  command: () => DataOf<C> | Promise<DataOf<C>>,
+  handler: CommandHandler<D>,
+  command: () => D | Promise<D>,
   forward = false,
 ) {
   return consume(deps, consumer, channel, message, {
     prepare: async () => {
       const data = await command();
-      const next: QueuedCommand<DataOf<C>> = { data, prepared: handler.prepare ? await handler.prepare(data) : undefined };
+      const next: QueuedCommand<D> = { data, prepared: handler.prepare ? await handler.prepare(data) : undefined };
       if (handler.handleAll) queued.set(message, next);
       return next;
     },
@@ -89,9 +90,9 @@ function run<C extends CommandType>(
       const events = await batch.shared(BATCH_EVENTS, async () => {
         // every message of the batch came through here: a batch holds one consumer's messages
         const taking = batch.messages.filter((m) => !stopped?.has(m.correlation_id));
-        const commands = taking.map((m) => queued.get(m) as QueuedCommand<DataOf<C>> | undefined);
+        const commands = taking.map((m) => queued.get(m) as QueuedCommand<D> | undefined);
         if (commands.some((c) => !c)) throw new Error(`${consumer}: a message of the batch has no prepared command`);
-        const outcome = await handler.handleAll(tx, commands as QueuedCommand<DataOf<C>>[]);
+        const outcome = await handler.handleAll(tx, commands as QueuedCommand<D>[]);
         if (outcome.length !== taking.length) throw new Error(`${consumer}: ${outcome.length} outcomes for ${taking.length} commands`);
         return new Map(taking.map((m, i) => [m, outcome[i]!]));
       });
@@ -100,16 +101,33 @@ function run<C extends CommandType>(
   });
 }
 
+type AnyCommandData = DataOf<CommandType>;
+
+/**
+ * A participant's handlers by command. The table pairs each command with its handler by name,
+ * which the types cannot follow through a command named at run time: the handler takes the
+ * command's data, checked against its type where the message comes in.
+ */
+const handlersByCommand = <P extends Participant>(handlers: ParticipantHandlers<P>) =>
+  handlers as unknown as Partial<Record<CommandType, CommandHandler<AnyCommandData>>>;
+
+/** A command message's data; the message came on its command's channel. */
+function commandData(message: AnyEnvelope, command: CommandType): AnyCommandData {
+  if (!isMessage(message, command)) throw new Error(`${command}'s channel brought a ${message.event_type}`);
+  return message.data;
+}
+
 export function orchestratedDriver(deps: DriverDeps): ParticipantDriver {
   return <P extends Participant>(participant: P, handlers: ParticipantHandlers<P>): Partial<ServiceSchema> => {
-    const subscriptions = (Object.entries(handlers) as [CommandType, CommandHandler<never>][]).map(([command, handler]): Subscription => {
+    const subscriptions = Object.entries(handlersByCommand(handlers)).map(([name, handler]): Subscription => {
+      const command = name as CommandType;
       const channel = channelOf(command);
       const consumer = `${participant}:${command}`;
       return {
         channel,
         group: participant,
         consumer,
-        handle: (message, cdeps) => run(cdeps, consumer, channel, message, handler, () => message.data as never),
+        handle: (message, cdeps) => run(cdeps, consumer, channel, message, handler!, () => commandData(message, command)),
       };
     });
     return { channels: consumerChannels(consumerBase(deps), subscriptions) };
@@ -140,7 +158,8 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
     const subscriptions: Subscription[] = [];
     for (const reaction of checkoutReactions) {
       if (participantOf(reaction.run) !== participant) continue;
-      const handler = (handlers as Record<string, CommandHandler<never>>)[reaction.run];
+      const handler = handlersByCommand(handlers)[reaction.run];
+      if (!handler) throw new Error(`${participant} has no handler for ${reaction.run}, which the choreography sends it`);
       const channel = channelOf(reaction.on);
       const consumer = reactionConsumer(reaction);
       subscriptions.push({
@@ -149,10 +168,10 @@ export function choreographedDriver(deps: DriverDeps): ParticipantDriver {
         group: `${participant}_${reaction.on}_${reaction.run}`,
         consumer,
         async handle(message, cdeps) {
-          if (message.event_type === "OrderInitiated") keep(message.data as DataOf<"OrderInitiated">);
-          if (reaction.when && !reaction.when(message.data as never)) return "skipped";
+          if (isMessage(message, "OrderInitiated")) keep(message.data);
+          if (!reaction.applies(message)) return "skipped";
           // a checkout the watchdog timed out takes no further step forward
-          return run(cdeps, consumer, channel, message, handler, () => reaction.build(message.data as never, orderOf) as never, FORWARD.has(reaction.run));
+          return run(cdeps, consumer, channel, message, handler, () => reaction.commandFor(message, orderOf), FORWARD.has(reaction.run));
         },
       });
     }

@@ -1,15 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { emit, newMessage, type AnyEmit, type AnyEnvelope, type DataOf, type CommandType } from "../services/shared/catalogue.js";
 import { checkoutSteps, initiation, type StepName } from "../sagas/checkout.steps.js";
-import { checkoutReactions } from "../sagas/checkout.reactions.js";
+import { checkoutReactions, reactionsTo } from "../sagas/checkout.reactions.js";
 import { decide, type CheckoutSaga, type SagaInput } from "../sagas/checkout.saga.js";
 import { owedReactions, stepToUndo } from "../sagas/checkout.watchdog.js";
 
 /**
  * Parity of the two styles, without infrastructure: the orchestrator's step table (through its
- * pure `decide`) and the choreography's reaction table are both run against the same model of
- * the participants, and must send the same commands in the same order: the same forward steps,
- * and on each failure the same compensations, newest step first, the order cancelled last.
+ * pure `decide`) and the choreography's reaction table (through `reactionsTo` and each
+ * reaction's `commandFor`, which the participants' driver runs) are both run against the same
+ * model of the participants, and must send the same commands in the same order: the same forward
+ * steps, and on each failure the same compensations, newest step first, the order cancelled
+ * last. Only the broker is modelled: it hands every event to the reactions that follow its type.
+ * `saga-differential.test.ts` runs both styles on real systems.
  */
 
 const ORDER: DataOf<"OrderInitiated"> = {
@@ -108,9 +111,9 @@ async function runChoreographed(failing: Failure, hanging: Failure = "none"): Pr
     }
     const event = queue.shift()!;
     log.push(event);
-    for (const r of checkoutReactions.filter((x) => x.on === event.event_type)) {
-      if (r.when && !r.when(event.data as never)) continue;
-      const data = (await r.build(event.data as never, async () => ORDER)) as Record<string, unknown>;
+    // the broker hands each event to every reaction subscribed to its type; each decides as the driver does
+    for (const r of reactionsTo(event)) {
+      const data = (await r.commandFor(event, async () => ORDER)) as Record<string, unknown>;
       sent.push({ command: r.run, reason: data.reason as string | undefined });
       queue.push(...answer(r.run, data).map(envelope));
     }
@@ -214,6 +217,35 @@ describe("orchestrator decisions (given / when / then)", () => {
     expect(d.commands).toEqual([{ type: "RefundPayment", data: { order_id: "order_1", reason: "timeout" }, aggregate_id: undefined }]);
   });
 
+  it("lets the confirmation finish when the deadline passes while it is in flight (the pivot is never undone)", () => {
+    let s = start().state;
+    for (const e of [
+      emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 }),
+      emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" }),
+      emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "s", carrier: "c", estimated_delivery: "2026-12-01" }),
+    ]) {
+      s = decide(s, envelope(e as AnyEmit))!.state;
+    }
+    expect(s).toMatchObject({ status: "running", step: "confirm" });
+    expect(decide(s, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() })).toBeNull();
+    const confirmed = decide(s, envelope(emit("OrderConfirmed", { order_id: "order_1", shipment_id: "s", estimated_delivery: "2026-12-01" })))!;
+    expect(confirmed.state).toMatchObject({ status: "confirmed", step: "notify", completed: ["reserve_stock", "charge_payment", "schedule_shipment", "confirm"] });
+    expect(confirmed.commands.map((c) => c.type)).toEqual(["SendNotification"]);
+  });
+
+  it("builds the confirmation from the shipment the saga kept", () => {
+    let s = start().state;
+    s = decide(s, envelope(emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 })))!.state;
+    s = decide(s, envelope(emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" })))!.state;
+    const d = decide(s, envelope(emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "shp_9", carrier: "c", estimated_delivery: "2026-12-03" })))!;
+    expect(d.commands).toEqual([emit("ConfirmOrder", { order_id: "order_1", shipment_id: "shp_9", estimated_delivery: "2026-12-03" })]);
+  });
+
+  it("a reply of another type does not complete the step in flight", () => {
+    const s = start().state;
+    expect(decide(s, envelope(emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "s", carrier: "c", estimated_delivery: "2026-12-01" })))).toBeNull();
+  });
+
   it("lets a confirmed order stand when the deadline passes during the notification", () => {
     let s = start().state;
     for (const e of [
@@ -262,6 +294,14 @@ describe("the reactions a checkout's events call for", () => {
       to(timedOut, "payments:CheckoutTimedOut->RefundPayment"),
       to(refunded, "warehouse:PaymentRefunded->ReleaseStock"),
     ]);
+  });
+
+  it("a reaction acts only on its own event type, and builds its command from that event", async () => {
+    const payment = checkoutReactions.find((r) => r.on === "StockReserved")!;
+    expect(payment.applies(reserved)).toBe(true);
+    expect(payment.applies(paid)).toBe(false);
+    await expect(payment.commandFor(paid, async () => ORDER)).rejects.toThrow(/StockReserved was given PaymentProcessed/);
+    expect(reactionsTo(shipped).map((r) => r.run)).toEqual(["ConfirmOrder"]);
   });
 
   it("an event whose reaction's condition does not hold is owed to no one", () => {

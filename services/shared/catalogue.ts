@@ -206,6 +206,8 @@ export const isEventType = (t: string): t is EventType => (EVENT_TYPES as string
 export const isCommandType = (t: string): t is CommandType => (COMMAND_TYPES as string[]).includes(t);
 /** The envelope form of `isCommandType`: narrows a message to a command, or (when false) to an event. */
 export const isCommand = (e: AnyEnvelope): e is AnyCommand => isCommandType(e.event_type);
+/** Narrows a message to one type, so that its `data` is that type's. */
+export const isMessage = <T extends MessageType>(e: AnyEnvelope, type: T): e is AnyEnvelope & Envelope<T> => e.event_type === type;
 export const participantOf = <C extends CommandType>(c: C): ParticipantOf<C> =>
   (catalogue[c] as CommandSpec<Participant, z.ZodType>).participant as ParticipantOf<C>;
 export const aggregateOf = (t: MessageType): AggregateType => catalogue[t].aggregate;
