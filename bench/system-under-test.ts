@@ -6,7 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { ALL_SERVICES, type SagaMode, type ServiceName, type Transport } from "../services/shared/config.js";
-import { openDatabase, type Database } from "../services/shared/database.js";
+import { openDatabase, type Database } from "../services/database/database.js";
 import { startService, SYSTEM_PROCESS_NODE_FLAGS } from "../services/cluster.js";
 import { freshPostgresDatabase, type FreshDatabase } from "./fresh-database.js";
 import { removeNamespace } from "./broker-cleanup.js";

@@ -1,4 +1,5 @@
 import type { AnyEnvelope, DataOf } from "../services/shared/catalogue.js";
+import type { Claim } from "../services/messaging/consume.js";
 import { reactionConsumer, reactionsTo } from "./checkout.reactions.js";
 import { checkoutSteps } from "./checkout.steps.js";
 
@@ -22,19 +23,13 @@ export function stepToUndo(events: readonly AnyEnvelope[]): Undoable | null {
   return step && step.compensation ? (step.name as Undoable) : null;
 }
 
-/** A reaction's claim on one message, as its consumer's inbox records it. */
-export interface Owed {
-  consumer: string;
-  message_id: string;
-}
-
 /**
  * Every reaction a checkout's events call for (pure): for each stored event, each consumer that
  * acts on it (its reaction's condition holds), so that the watchdog can find the ones whose
  * inbox lacks the message: a message lost on its way (a relay that does not run, a broker that
  * dropped it).
  */
-export function owedReactions(events: readonly AnyEnvelope[]): { event: AnyEnvelope; owed: Owed }[] {
+export function owedReactions(events: readonly AnyEnvelope[]): { event: AnyEnvelope; owed: Claim }[] {
   return events.flatMap((event) =>
     reactionsTo(event).map((r) => ({ event, owed: { consumer: reactionConsumer(r), message_id: event.event_id } })),
   );

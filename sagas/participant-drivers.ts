@@ -8,14 +8,14 @@ import {
   type DataOf,
   type Participant,
 } from "../services/shared/catalogue.js";
-import { consume, type BatchScope, type ConsumerDeps } from "../services/shared/messaging.js";
-import type { Tx } from "../services/shared/database.js";
+import { consume, type BatchScope, type ConsumerDeps } from "../services/messaging/consume.js";
+import type { Tx } from "../services/database/database.js";
 import { consumerChannels, type ConsumerBase, type Subscription } from "../services/messaging/channel-consumer.js";
 import type { EnvelopeFactory } from "../services/messaging/envelope-factory.js";
 import type { CommandHandler, ParticipantHandlers, QueuedCommand } from "../services/shared/participant.js";
 import type { ParticipantDriver } from "../services/shared/service-deps.js";
 import type { Config } from "../services/shared/config.js";
-import type { Database } from "../services/shared/database.js";
+import type { Database } from "../services/database/database.js";
 import type { PgEventStore } from "../services/event-store/pg-event-store.js";
 import { checkoutReactions, reactionConsumer, type OrderLookup } from "./checkout.reactions.js";
 import { checkoutSteps } from "./checkout.steps.js";

@@ -1,9 +1,9 @@
 import type { Service, ServiceSchema } from "moleculer";
 import { channelOf, type AnyEnvelope, type AnyNewMessage, type EventType } from "../services/shared/catalogue.js";
-import { withTransaction, type Tx } from "../services/shared/database.js";
-import { consume, type ConsumerDeps, type Work } from "../services/shared/messaging.js";
+import { withTransaction, type Tx } from "../services/database/database.js";
+import { consume, settledClaims, type ConsumerDeps, type Work } from "../services/messaging/consume.js";
 import { consumerChannels, consumerDeps } from "../services/messaging/channel-consumer.js";
-import { committed } from "../services/shared/signals.js";
+import { committed } from "../services/event-store/commit-signal.js";
 import { NotFound } from "../services/shared/errors.js";
 import { deadlineSweep } from "./deadline-sweep.js";
 import { decide, type CheckoutSaga } from "./checkout.saga.js";
@@ -176,12 +176,9 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
     );
     for (const { correlation_id } of stalled.rows) {
       const all = await deps.store.byCorrelation(correlation_id);
-      const seen = await pool.query(
-        "SELECT message_id FROM messaging.inbox WHERE consumer = 'saga-orchestrator' AND message_id = ANY($1::uuid[])",
-        [all.map((e) => e.event_id)],
-      );
-      const handled = new Set(seen.rows.map((r) => r.message_id as string));
-      const missed = all.filter((e) => orchestratorInputs.includes(e.event_type as EventType) && !handled.has(e.event_id));
+      const answers = all.filter((e) => orchestratorInputs.includes(e.event_type as EventType));
+      const handled = await settledClaims(pool, answers.map((e) => ({ consumer: "saga-orchestrator", message_id: e.event_id })), { deadLetters: false });
+      const missed = answers.filter((e) => !handled({ consumer: "saga-orchestrator", message_id: e.event_id }));
       if (missed.length > 0) {
         svc.logger.warn(`saga ${correlation_id}: re-reading ${missed.map((e) => e.event_type).join(", ")} from the event store`);
         for (const { position: _, ...e } of missed) await handle(svc, e as AnyEnvelope);

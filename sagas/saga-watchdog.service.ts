@@ -1,7 +1,8 @@
 import type { Service, ServiceSchema } from "moleculer";
 import { channelOf, emit, type AnyEnvelope } from "../services/shared/catalogue.js";
-import { withTransaction } from "../services/shared/database.js";
-import { committed } from "../services/shared/signals.js";
+import { withTransaction } from "../services/database/database.js";
+import { committed } from "../services/event-store/commit-signal.js";
+import { settledClaims } from "../services/messaging/consume.js";
 import type { DriverDeps } from "./participant-drivers.js";
 import { deadlineSweep } from "./deadline-sweep.js";
 import { owedReactions, stepToUndo } from "./checkout.watchdog.js";
@@ -71,17 +72,9 @@ export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
   async function sendUnheard(svc: Service, correlation_id: string, events: readonly AnyEnvelope[]): Promise<void> {
     const owed = owedReactions(events);
     if (owed.length === 0) return;
-    const { rows } = await pool.query(
-      `SELECT i.consumer, i.message_id::text AS message_id
-         FROM unnest($1::text[], $2::uuid[]) AS o(consumer, message_id)
-         JOIN messaging.inbox i ON i.consumer = o.consumer COLLATE "C" AND i.message_id = o.message_id
-       UNION ALL
-       -- a message its consumer gave up on waits for an operator (POST /admin/dead-letters/:id/replay)
-       SELECT consumer, message_id::text FROM messaging.dead_letters WHERE message_id = ANY($2::uuid[]) AND replayed_at IS NULL`,
-      [owed.map((o) => o.owed.consumer), owed.map((o) => o.owed.message_id)],
-    );
-    const heard = new Set(rows.map((r) => `${r.consumer} ${r.message_id}`));
-    const unheard = [...new Set(owed.filter((o) => !heard.has(`${o.owed.consumer} ${o.owed.message_id.toLowerCase()}`)).map((o) => o.event))];
+    // a message its consumer gave up on waits for an operator (POST /admin/dead-letters/:id/replay)
+    const settled = await settledClaims(pool, owed.map((o) => o.owed), { deadLetters: true });
+    const unheard = [...new Set(owed.filter((o) => !settled(o.owed)).map((o) => o.event))];
     if (unheard.length === 0) return;
     svc.logger.warn(`checkout ${correlation_id}: still pending past its deadline; sending ${unheard.map((e) => e.event_type).join(", ")} again`);
     for (const { position: _, ...envelope } of unheard as (AnyEnvelope & { position?: number })[]) {

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig } from "./shared/config.js";
-import { DatabaseLockedError } from "./shared/database.js";
+import { DatabaseLockedError } from "./database/database.js";
 import { GatewayListenError } from "./gateway/gateway-port.js";
 import { createSystem } from "./system.js";
 

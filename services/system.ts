@@ -1,7 +1,7 @@
 import { INTERNAL_MIDDLEWARES, ServiceBroker, type LoggerConfig, type ServiceSchema } from "moleculer";
 import type { Config, ServiceName } from "./shared/config.js";
-import { openDatabase, type Database } from "./shared/database.js";
-import { channelsMiddleware, duplicateDeliveryMiddleware, transporterOptions } from "./shared/messaging.js";
+import { openDatabase, type Database } from "./database/database.js";
+import { channelsMiddleware, duplicateDeliveryMiddleware, transporterOptions } from "./messaging/transport.js";
 import { batchAmqpWrites } from "./messaging/amqp-write-batching.js";
 import type { ServiceDeps } from "./shared/service-deps.js";
 import { PgEventStore } from "./event-store/pg-event-store.js";
@@ -22,7 +22,7 @@ import { sagaStyle } from "../sagas/index.js";
 import { metricsMiddleware } from "../observability/metrics.js";
 import { tracingMiddleware } from "../observability/tracing.middleware.js";
 import { processAttributes } from "../observability/span-attributes.js";
-import { systemIdentity } from "./shared/schema.js";
+import { systemIdentity } from "./database/schema.js";
 import { envelopeFactory, type EnvelopeFactory } from "./messaging/envelope-factory.js";
 
 export interface System {

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ServiceBroker } from "moleculer";
 import { loadConfig } from "../services/shared/config.js";
-import { transporterOptions } from "../services/shared/messaging.js";
+import { transporterOptions } from "../services/messaging/transport.js";
 import { removeNamespace } from "../bench/broker-cleanup.js";
 import { AMQP_URL, available } from "./support/infrastructure.js";
 

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openDatabase, type Database } from "../services/shared/database.js";
+import { openDatabase, type Database } from "../services/database/database.js";
 import { auditCheckouts } from "../bench/end-state-audit.js";
 import { SEEDED_STOCK } from "../bench/bench-scenarios.js";
 import { compareResults, loadResults } from "../bench/bench-compare.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { openDatabase } from "../services/shared/database.js";
+import { openDatabase } from "../services/database/database.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 import { available, freshPostgresDatabase } from "./support/infrastructure.js";
 import { JSON_HEADERS, rawRequest } from "./support/raw-http.js";

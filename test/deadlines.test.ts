@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { randomUUID } from "node:crypto";
 import { emit, isCommandType, type AnyEmit, type AnyNewMessage } from "../services/shared/catalogue.js";
-import { withTransaction } from "../services/shared/database.js";
-import { committed } from "../services/shared/signals.js";
+import { withTransaction } from "../services/database/database.js";
+import { committed } from "../services/event-store/commit-signal.js";
 import { ALL_SERVICES, SAGA_MODES } from "../services/shared/config.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 import { orderInitiated } from "./support/messages.js";

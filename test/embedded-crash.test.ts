@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { startProcess } from "../services/cluster.js";
 import { SAGA_MODES } from "../services/shared/config.js";
-import { openDatabase } from "../services/shared/database.js";
+import { openDatabase } from "../services/database/database.js";
 import { seedProducts } from "./support/checkout-harness.js";
 import { auditCheckouts } from "./support/audit.js";
 import { freePort } from "./support/spawned-system.js";

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openDatabase, withTransaction } from "../services/shared/database.js";
+import { openDatabase, withTransaction } from "../services/database/database.js";
 
 /** `npm start` on a fresh checkout: PGlite keeps its files in a directory that does not exist yet. */
 describe("embedded database on disk", () => {

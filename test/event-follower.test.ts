@@ -4,8 +4,8 @@ import { PgEventStore, type StoredEvent } from "../services/event-store/pg-event
 import { EventFollower } from "../services/event-store/event-follower.js";
 import { SharedReads } from "../services/event-store/shared-reads.js";
 import { emit, newMessage } from "../services/shared/catalogue.js";
-import { openDatabase, withTransaction, type Database } from "../services/shared/database.js";
-import { committed } from "../services/shared/signals.js";
+import { openDatabase, withTransaction, type Database } from "../services/database/database.js";
+import { committed } from "../services/event-store/commit-signal.js";
 
 /**
  * The followers of one process (the relay and the projections) and their reads of the event

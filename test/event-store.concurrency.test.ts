@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { PgEventStore, type StoredEvent } from "../services/event-store/pg-event-store.js";
 import { newMessage } from "../services/shared/catalogue.js";
-import { openDatabase, withTransaction, type Database } from "../services/shared/database.js";
+import { openDatabase, withTransaction, type Database } from "../services/database/database.js";
 import { available, freshPostgresDatabase, POSTGRES_URL } from "./support/infrastructure.js";
 import { orderInitiated } from "./support/messages.js";
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConcurrencyError, PgEventStore, type StoredEvent } from "../services/event-store/pg-event-store.js";
 import { emit, newMessage, type AnyNewMessage, type Metadata } from "../services/shared/catalogue.js";
-import { openDatabase, withTransaction, type Database, type Queryable, type Tx } from "../services/shared/database.js";
+import { openDatabase, withTransaction, type Database, type Queryable, type Tx } from "../services/database/database.js";
 import { available, freshPostgresDatabase, POSTGRES_URL } from "./support/infrastructure.js";
 
 /**

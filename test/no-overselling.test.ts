@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { SAGA_MODES } from "../services/shared/config.js";
-import { openDatabase } from "../services/shared/database.js";
+import { openDatabase } from "../services/database/database.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
 import { available, freshPostgresDatabase } from "./support/infrastructure.js";
 

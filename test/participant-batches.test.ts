@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import type { ServiceBroker } from "moleculer";
-import { openDatabase, type Database, type Tx } from "../services/shared/database.js";
+import { openDatabase, type Database, type Tx } from "../services/database/database.js";
 import type { AllAtOnce, CommandHandler, QueuedCommand } from "../services/shared/participant.js";
 import type { AnyEmit } from "../services/shared/catalogue.js";
 import type { FaultConfig } from "../services/shared/config.js";

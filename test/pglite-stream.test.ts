@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
-import { PGliteStream } from "../services/shared/pglite-stream.js";
+import { PGliteStream } from "../services/database/pglite-stream.js";
 
 /** The embedded database's connection: `pg` speaking the wire protocol straight into PGlite. */
 describe("PGliteStream", () => {

@@ -2,7 +2,7 @@ import { MongoClient } from "mongodb";
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { emit, newMessage, type DataOf, type MessageType } from "../services/shared/catalogue.js";
-import { openDatabase } from "../services/shared/database.js";
+import { openDatabase } from "../services/database/database.js";
 import type { StoredEvent } from "../services/event-store/pg-event-store.js";
 import type { OrderView, UserInfo } from "../services/projections/order-projection.js";
 import { projectBatch } from "../services/projections/order-projector.js";

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { DatabaseLockedError, openDatabase } from "../services/shared/database.js";
+import { DatabaseLockedError, openDatabase } from "../services/database/database.js";
 
 /**
  * Misuse at start: a second process on one embedded database is refused before it touches the

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { openDatabase, type Database } from "../services/shared/database.js";
-import { HALF_EMPTY_PAGES, keyColumnsNotC, SYSTEM_SCHEMAS } from "../services/shared/schema.js";
+import { openDatabase, type Database } from "../services/database/database.js";
+import { HALF_EMPTY_PAGES, keyColumnsNotC, SYSTEM_SCHEMAS } from "../services/database/schema.js";
 import { PgReadModelStore } from "../services/projections/pg-read-model-store.js";
 import { available, freshPostgresDatabase } from "./support/infrastructure.js";
 

@@ -1,6 +1,6 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { z } from "zod";
-import { withTransaction } from "../shared/database.js";
+import { withTransaction } from "../database/database.js";
 import { Conflict, isNotFound, NotFound, UnprocessableEntity } from "../shared/errors.js";
 import { cardToken, dbId, MAX_QUANTITY, quantity, shippingAddress } from "../shared/request-fields.js";
 import type { ServiceDeps } from "../shared/service-deps.js";

@@ -1,8 +1,8 @@
 import pg from "pg";
 import type { LoggerInstance } from "moleculer";
 import type { PgEventStore, StoredEvent } from "./pg-event-store.js";
-import { ownListeners, type Database } from "../shared/database.js";
-import { onCommitted } from "../shared/signals.js";
+import { ownListeners, type Database } from "../database/database.js";
+import { onCommitted } from "./commit-signal.js";
 import { sharedReads, type SharedReads } from "./shared-reads.js";
 
 export interface FollowerOptions {

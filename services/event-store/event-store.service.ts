@@ -1,5 +1,5 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
-import { AGGREGATE_TYPES, channelOf, isEventType, isCommandType, type AnyEnvelope } from "../shared/catalogue.js";
+import { AGGREGATE_TYPES, isEventType, isCommandType, type AnyEnvelope } from "../shared/catalogue.js";
 import { NotFound } from "../shared/errors.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { replay } from "./aggregate-replay.js";
@@ -8,7 +8,7 @@ import { CheckpointPace } from "./checkpoint-pace.js";
 import { HandledWatermark } from "./handled-watermark.js";
 import { relayPublisher, type RelayPublisher } from "./relay-publisher.js";
 import type { StoredEvent } from "./pg-event-store.js";
-import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
+import { ADVISORY_LOCKS } from "../database/advisory-locks.js";
 
 const RELAY = "relay";
 const RELAY_LOCK = ADVISORY_LOCKS.relayLeader;

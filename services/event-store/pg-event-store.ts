@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { AnyEnvelope, AnyNewMessage, MessageType } from "../shared/catalogue.js";
-import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
-import { markAppended, type Queryable, type Tx } from "../shared/database.js";
+import { ADVISORY_LOCKS } from "../database/advisory-locks.js";
+import { markAppended, type Queryable, type Tx } from "../database/database.js";
 
 /** A stored message with its global position. */
 export type StoredEvent = AnyEnvelope & { readonly position: number };

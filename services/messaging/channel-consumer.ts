@@ -1,7 +1,8 @@
 import type { Service, ServiceSchema } from "moleculer";
 import type pg from "pg";
 import type { AnyEnvelope } from "../shared/catalogue.js";
-import { MAX_IN_FLIGHT, receive, type ConsumeOutcome, type ConsumerDeps } from "../shared/messaging.js";
+import { receive, type ConsumeOutcome, type ConsumerDeps } from "./consume.js";
+import { MAX_IN_FLIGHT } from "./transport.js";
 import type { PgEventStore } from "../event-store/pg-event-store.js";
 import type { EnvelopeFactory } from "./envelope-factory.js";
 

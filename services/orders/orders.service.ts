@@ -4,13 +4,13 @@ import { z } from "zod";
 import { emit, type AnyNewMessage, type DataOf } from "../shared/catalogue.js";
 import { Batcher, BatchFailed } from "../shared/batcher.js";
 import { inCheckout, inCurrentTrace } from "../../observability/tracing.js";
-import { withTransaction } from "../shared/database.js";
+import { withTransaction } from "../database/database.js";
 import { isNotFound, UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import { canonicalJson, cardToken, dbId, MAX_QUANTITY, orderLines, quantity, shippingAddress } from "../shared/request-fields.js";
 import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
-import { MAX_BATCH } from "../shared/messaging.js";
-import { committed } from "../shared/signals.js";
+import { MAX_BATCH } from "../messaging/consume.js";
+import { committed } from "../event-store/commit-signal.js";
 import type { Product } from "../products/products.service.js";
 import type { User } from "../users/users.service.js";
 

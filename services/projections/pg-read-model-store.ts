@@ -1,7 +1,7 @@
 import type pg from "pg";
-import { ADVISORY_LOCKS } from "../shared/advisory-locks.js";
-import { withTransaction } from "../shared/database.js";
-import { bytewiseKeys, HALF_EMPTY_PAGES, keyColumnsNotC } from "../shared/schema.js";
+import { ADVISORY_LOCKS } from "../database/advisory-locks.js";
+import { withTransaction } from "../database/database.js";
+import { bytewiseKeys, HALF_EMPTY_PAGES, keyColumnsNotC } from "../database/schema.js";
 import { inViewOrder, type OrderView } from "./order-projection.js";
 import type { OrderSummary, PositionedView, ReadModelStore } from "./read-model-store.js";
 

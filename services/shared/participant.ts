@@ -1,5 +1,5 @@
 import type { AnyEmit, AnyEnvelope, CommandsOf, DataOf, Participant } from "./catalogue.js";
-import { insertNew, type Tx } from "./database.js";
+import { insertNew, type Tx } from "../database/database.js";
 
 export interface CommandContext<Prepared = unknown> {
   tx: Tx;

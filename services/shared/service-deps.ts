@@ -1,5 +1,5 @@
 import type { Config } from "./config.js";
-import type { Database } from "./database.js";
+import type { Database } from "../database/database.js";
 import type { PgEventStore } from "../event-store/pg-event-store.js";
 import type { Participant } from "./catalogue.js";
 import type { ParticipantHandlers } from "./participant.js";

@@ -1,6 +1,6 @@
 import type { ServiceSchema } from "moleculer";
 import { emit, type AnyEmit, type CancellationReason } from "../shared/catalogue.js";
-import { insertNew, type Tx } from "../shared/database.js";
+import { insertNew, type Tx } from "../database/database.js";
 import type { ParticipantHandlers } from "../shared/participant.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { NotFound } from "../shared/errors.js";

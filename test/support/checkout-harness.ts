@@ -6,7 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ALL_SERVICES, loadConfig, type Config, type SagaMode, type ServiceName } from "../../services/shared/config.js";
-import { openDatabase, type Database } from "../../services/shared/database.js";
+import { openDatabase, type Database } from "../../services/database/database.js";
 import { startService, type ClusterProcess } from "../../services/cluster.js";
 import { freshPostgresDatabase } from "./infrastructure.js";
 import { removeNamespace } from "../../bench/broker-cleanup.js";
