@@ -335,7 +335,7 @@ export interface RunContext {
 
 export async function runLocal(ctx: RunContext): Promise<BenchResults> {
   const o = ctx.options;
-  const startedAt = new Date();
+  const started = runStart();
   const plan = await planRun(o);
   for (const s of plan.skipped) ctx.progress.line(`skipped: ${s.what}: ${s.why}`);
   if (o.tracing && !fs.existsSync(OTEL_SDK)) {
@@ -356,7 +356,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
   );
 
   const cells: CellResult[] = [];
-  ctx.running?.(() => ({ meta: meta(o, startedAt), floor, skipped: [...plan.skipped], cells: [...cells] }));
+  ctx.running?.(() => ({ meta: meta(o, started), floor, skipped: [...plan.skipped], cells: [...cells] }));
   const logRoot = path.join(ctx.outDir, "logs");
   try {
     for (const [i, planned] of plan.cells.entries()) {
@@ -449,7 +449,7 @@ export async function runLocal(ctx: RunContext): Promise<BenchResults> {
     ctx.progress.stop();
     await sink?.close();
   }
-  return { meta: meta(o, startedAt), floor, skipped: plan.skipped, cells };
+  return { meta: meta(o, started), floor, skipped: plan.skipped, cells };
 }
 
 function packageVersions(): Record<string, string> {
@@ -475,22 +475,34 @@ function gitCommit(): string {
   }
 }
 
-export function meta(o: BenchOptions, startedAt: Date): BenchResults["meta"] {
+/**
+ * What a run records of its start: the time, the load, and the commit, read then (the build it
+ * measures is the one compiled before it began; edits made while it runs are not in it).
+ */
+export interface RunStart {
+  at: Date;
+  loadAvg: number[];
+  commit: string;
+}
+
+export const runStart = (): RunStart => ({ at: new Date(), loadAvg: os.loadavg(), commit: gitCommit() });
+
+export function meta(o: BenchOptions, start: RunStart): BenchResults["meta"] {
   const cpus = os.cpus();
   const { help: _help, compare: _compare, apiKey, ...settings } = o;
   return {
-    started_at: startedAt.toISOString(),
+    started_at: start.at.toISOString(),
     finished_at: new Date().toISOString(),
     machine: {
       cpus: cpus.length,
       cpu_model: cpus[0]?.model ?? "unknown",
       memory_gb: Math.round(os.totalmem() / 2 ** 30),
       os: `${os.type()} ${os.release()}`,
-      load_avg_at_start: os.loadavg().map((x) => Math.round(x * 100) / 100),
+      load_avg_at_start: start.loadAvg.map((x) => Math.round(x * 100) / 100),
     },
     node: process.version,
     packages: packageVersions(),
-    commit: gitCommit(),
+    commit: start.commit,
     settings: { ...settings, apiKey: apiKey ? "(set)" : undefined, database: process.env.DATABASE_URL ? "postgresql" : "pglite" },
   };
 }
@@ -502,7 +514,7 @@ export function meta(o: BenchOptions, startedAt: Date): BenchResults["meta"] {
  */
 export async function runTarget(ctx: RunContext): Promise<BenchResults> {
   const o = ctx.options;
-  const startedAt = new Date();
+  const started = runStart();
   const target: Target = { baseUrl: o.target!.replace(/\/$/, ""), apiKey: o.apiKey };
   const health = await getJson<{ saga_mode?: SagaMode; status?: string }>(target, "/health").catch((err: Error) => {
     throw new Error(`--target ${target.baseUrl}: no answer from /health (${err.message})`);
@@ -517,7 +529,7 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
   });
   skipped.push({ what: "the other saga style on --target", why: `the deployment runs ${mode}; restart it with the other SAGA_MODE and run again` });
   const cells: CellResult[] = [];
-  ctx.running?.(() => ({ meta: meta(o, startedAt), floor: {}, skipped: [...skipped], cells: [...cells] }));
+  ctx.running?.(() => ({ meta: meta(o, started), floor: {}, skipped: [...skipped], cells: [...cells] }));
   const stockOf = async () => {
     const xs = await Promise.all(SEEDED_STOCK.map((s) => getJson<{ available?: number; reserved?: number }>(target, `/api/v1/inventory/${s.product_id}`)));
     return xs.map((x, i) => ({ product_id: SEEDED_STOCK[i].product_id, stock: (x.body.available ?? 0) + (x.body.reserved ?? 0) }));
@@ -608,5 +620,5 @@ export async function runTarget(ctx: RunContext): Promise<BenchResults> {
     ctx.progress.stop();
   }
   skipped.push({ what: "stock seeding on --target", why: "the deployment keeps its own stock; a product that runs out turns checkouts into stock_unavailable cancellations" });
-  return { meta: meta(o, startedAt), floor: {}, skipped, cells };
+  return { meta: meta(o, started), floor: {}, skipped, cells };
 }
