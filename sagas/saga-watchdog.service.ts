@@ -3,6 +3,7 @@ import { channelOf, emit, type AnyEnvelope } from "../services/shared/catalogue.
 import { withTransaction } from "../services/database/database.js";
 import { committed } from "../services/event-store/commit-signal.js";
 import { settledClaims } from "../services/messaging/consume.js";
+import { pendingOrders } from "../services/orders/orders.service.js";
 import type { DriverDeps } from "./participant-drivers.js";
 import { deadlineSweep } from "./deadline-sweep.js";
 import { owedReactions, stepToUndo } from "./checkout.watchdog.js";
@@ -26,14 +27,9 @@ export function sagaWatchdogService(deps: DriverDeps): ServiceSchema {
   let lookedAt = new Map<string, number>();
 
   async function sweep(svc: Service): Promise<void> {
-    const { rows } = await pool.query(
-      `SELECT order_id, correlation_id FROM orders.orders
-        WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1::float8 / 1000)
-        ORDER BY created_at LIMIT 100`,
-      [deps.config.sagaTimeoutMs],
-    );
+    const late = await pendingOrders(pool, deps.config.sagaTimeoutMs);
     const looked = new Map<string, number>();
-    for (const { order_id, correlation_id } of rows) {
+    for (const { order_id, correlation_id } of late) {
       const outcome = await withTransaction(pool, async (tx) => {
         // Decided under the checkout's append lock: no participant's event can commit between reading the
         // checkout's events and recording the timeout, so the step chosen is the one in flight.

@@ -4,7 +4,7 @@ import { z } from "zod";
 import { emit, type AnyNewMessage, type DataOf } from "../shared/catalogue.js";
 import { Batcher, BatchFailed } from "../shared/batcher.js";
 import { inCheckout, inCurrentTrace } from "../../observability/tracing.js";
-import { withTransaction } from "../database/database.js";
+import { withTransaction, type Queryable } from "../database/database.js";
 import { isNotFound, UnprocessableEntity, type FieldIssue } from "../shared/errors.js";
 import { canonicalJson, cardToken, dbId, MAX_QUANTITY, orderLines, quantity, shippingAddress } from "../shared/request-fields.js";
 import { firstOfEach, type ParticipantHandlers } from "../shared/participant.js";
@@ -112,6 +112,21 @@ interface Placement {
 
 /** What a placement answers: the accepted order (or the first answer of its key), or an error. */
 type PlacementOutcome = { answer: OrderAccepted & { replayed?: boolean } } | { error: unknown };
+
+/**
+ * Orders still pending that were placed more than `ms` ago, oldest first: what the
+ * choreography's watchdog looks at. The orders service owns its table; this is the one query
+ * other modules make of it.
+ */
+export async function pendingOrders(db: Queryable, ms: number, limit = 100): Promise<{ order_id: string; correlation_id: string }[]> {
+  const { rows } = await db.query(
+    `SELECT order_id, correlation_id FROM orders.orders
+      WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1::float8 / 1000)
+      ORDER BY created_at LIMIT $2`,
+    [ms, limit],
+  );
+  return rows as { order_id: string; correlation_id: string }[];
+}
 
 export function ordersService(deps: ServiceDeps): ServiceSchema {
   const { pool } = deps.db;
