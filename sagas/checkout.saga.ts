@@ -53,7 +53,6 @@ export interface CancelledSaga extends SagaFacts {
 
 /** One saga instance, as stored (`orchestrator.sagas.state`) and as the orchestrator's API shows it. */
 export type CheckoutSaga = RunningSaga | CompensatingSaga | ConfirmedSaga | CancelledSaga;
-export type SagaStatus = CheckoutSaga["status"];
 
 export type SagaInput = AnyEnvelope | { event_type: "SagaDeadlinePassed"; timestamp: string };
 

@@ -243,7 +243,6 @@ export interface Envelope<T extends MessageType = MessageType> {
   readonly metadata: Metadata;
 }
 export type AnyEnvelope = { [T in MessageType]: Envelope<T> }[MessageType];
-export type AnyEvent = { [T in EventType]: Envelope<T> }[EventType];
 export type AnyCommand = { [T in CommandType]: Envelope<T> }[CommandType];
 
 /** A message before the event store gives it its version. */
