@@ -184,6 +184,13 @@ describe("parity of the step table and the reaction table", () => {
 
 describe("orchestrator decisions (given / when / then)", () => {
   const start = () => decide(null, envelope(emit("OrderInitiated", ORDER)))!;
+  const reserved = emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 });
+  const paid = emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" });
+  const shipped = emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "shp_9", carrier: "c", estimated_delivery: "2026-12-03" });
+  const confirmed = emit("OrderConfirmed", { order_id: "order_1", shipment_id: "shp_9", estimated_delivery: "2026-12-03" });
+  const deadline: SagaInput = { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() };
+  /** Given: the saga after its start and these replies, each of which it takes. */
+  const after = (...replies: AnyEmit[]): CheckoutSaga => replies.reduce((s, e) => decide(s, envelope(e))!.state, start().state);
 
   it("starts by reserving stock", () => {
     const d = start();
@@ -204,60 +211,38 @@ describe("orchestrator decisions (given / when / then)", () => {
   });
 
   it("ignores a late reply of a step it is no longer waiting for", () => {
-    const s = start().state;
-    expect(decide(s, envelope(emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" })))).toBeNull();
+    expect(decide(after(), envelope(paid))).toBeNull();
+  });
+
+  it("a reply of another type does not complete the step in flight", () => {
+    expect(decide(after(), envelope(shipped))).toBeNull();
   });
 
   it("on its deadline, undoes the step in flight too, then cancels with reason timeout", () => {
-    let s = start().state;
-    s = decide(s, envelope(emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 })))!.state;
-    const d = decide(s, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() })!;
+    const d = decide(after(reserved), deadline)!;
     expect(d.state.status).toBe("compensating");
     expect(d.state.pending_compensations).toEqual(["charge_payment", "reserve_stock", "initiate"]);
     expect(d.commands).toEqual([{ type: "RefundPayment", data: { order_id: "order_1", reason: "timeout" }, aggregate_id: undefined }]);
   });
 
-  it("lets the confirmation finish when the deadline passes while it is in flight (the pivot is never undone)", () => {
-    let s = start().state;
-    for (const e of [
-      emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 }),
-      emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" }),
-      emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "s", carrier: "c", estimated_delivery: "2026-12-01" }),
-    ]) {
-      s = decide(s, envelope(e as AnyEmit))!.state;
-    }
-    expect(s).toMatchObject({ status: "running", step: "confirm" });
-    expect(decide(s, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() })).toBeNull();
-    const confirmed = decide(s, envelope(emit("OrderConfirmed", { order_id: "order_1", shipment_id: "s", estimated_delivery: "2026-12-01" })))!;
-    expect(confirmed.state).toMatchObject({ status: "confirmed", step: "notify", completed: ["reserve_stock", "charge_payment", "schedule_shipment", "confirm"] });
-    expect(confirmed.commands.map((c) => c.type)).toEqual(["SendNotification"]);
-  });
-
   it("builds the confirmation from the shipment the saga kept", () => {
-    let s = start().state;
-    s = decide(s, envelope(emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 })))!.state;
-    s = decide(s, envelope(emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" })))!.state;
-    const d = decide(s, envelope(emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "shp_9", carrier: "c", estimated_delivery: "2026-12-03" })))!;
+    const d = decide(after(reserved, paid), envelope(shipped))!;
     expect(d.commands).toEqual([emit("ConfirmOrder", { order_id: "order_1", shipment_id: "shp_9", estimated_delivery: "2026-12-03" })]);
   });
 
-  it("a reply of another type does not complete the step in flight", () => {
-    const s = start().state;
-    expect(decide(s, envelope(emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "s", carrier: "c", estimated_delivery: "2026-12-01" })))).toBeNull();
+  it("lets the confirmation finish when the deadline passes while it is in flight (the pivot is never undone)", () => {
+    const s = after(reserved, paid, shipped);
+    expect(s).toMatchObject({ status: "running", step: "confirm" });
+    expect(decide(s, deadline)).toBeNull();
+    const d = decide(s, envelope(confirmed))!;
+    expect(d.state).toMatchObject({ status: "confirmed", step: "notify", completed: ["reserve_stock", "charge_payment", "schedule_shipment", "confirm"] });
+    expect(d.commands.map((c) => c.type)).toEqual(["SendNotification"]);
   });
 
   it("lets a confirmed order stand when the deadline passes during the notification", () => {
-    let s = start().state;
-    for (const e of [
-      emit("StockReserved", { order_id: "order_1", product_id: 101, quantity: 1, line: 1, lines: 1 }),
-      emit("PaymentProcessed", { order_id: "order_1", payment_id: "p", transaction_id: "t", amount: 1, currency: "CAD" }),
-      emit("ShipmentScheduled", { order_id: "order_1", shipment_id: "s", carrier: "c", estimated_delivery: "2026-12-01" }),
-      emit("OrderConfirmed", { order_id: "order_1", shipment_id: "s", estimated_delivery: "2026-12-01" }),
-    ]) {
-      s = decide(s, envelope(e as AnyEmit))!.state;
-    }
+    const s = after(reserved, paid, shipped, confirmed);
     expect(s.status).toBe("confirmed");
-    expect(decide(s, { event_type: "SagaDeadlinePassed", timestamp: new Date().toISOString() })).toBeNull();
+    expect(decide(s, deadline)).toBeNull();
   });
 });
 
