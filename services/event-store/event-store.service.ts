@@ -1,6 +1,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { AGGREGATE_TYPES, isEventType, isCommandType, type AnyEnvelope } from "../shared/catalogue.js";
 import { NotFound } from "../shared/errors.js";
+import { countDeadLetters, listDeadLetters, takeDeadLetter } from "../messaging/dead-letters.js";
 import type { ServiceDeps } from "../shared/service-deps.js";
 import { replay } from "./aggregate-replay.js";
 import { EventFollower } from "./event-follower.js";
@@ -83,31 +84,19 @@ export function eventStoreService(deps: ServiceDeps): ServiceSchema {
         },
       },
       deadLetterCount: {
-        async handler() {
-          const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM messaging.dead_letters WHERE replayed_at IS NULL");
-          return rows[0].n as number;
-        },
+        handler: () => countDeadLetters(db.pool),
       },
       deadLetters: {
-        async handler() {
-          const { rows } = await db.pool.query(
-            `SELECT id, consumer, channel, message_id, error, attempts, created_at, replayed_at, envelope
-               FROM messaging.dead_letters ORDER BY id`,
-          );
-          return rows;
-        },
+        handler: () => listDeadLetters(db.pool),
       },
       /** Publishes a dead letter again to its channel; the consumer's inbox still guards against doubles. */
       replayDeadLetter: {
         params: { id: { type: "number", convert: true, integer: true, positive: true } },
         async handler(this: Service, ctx: Context<{ id: number }>) {
-          const { rows } = await db.pool.query(
-            "UPDATE messaging.dead_letters SET replayed_at = now() WHERE id = $1 RETURNING channel, envelope",
-            [ctx.params.id],
-          );
-          if (!rows.length) throw new NotFound(`no dead letter ${ctx.params.id}`);
-          await this.broker.sendToChannel(rows[0].channel, rows[0].envelope);
-          return { replayed: ctx.params.id, channel: rows[0].channel };
+          const letter = await takeDeadLetter(db.pool, ctx.params.id);
+          if (!letter) throw new NotFound(`no dead letter ${ctx.params.id}`);
+          await this.broker.sendToChannel(letter.channel, letter.envelope);
+          return { replayed: ctx.params.id, channel: letter.channel };
         },
       },
     },

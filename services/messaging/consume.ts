@@ -1,6 +1,5 @@
 import type { LoggerInstance, ServiceBroker } from "moleculer";
 import type pg from "pg";
-import { randomUUID } from "node:crypto";
 import { ContractError, parseEnvelope, type AnyEnvelope, type AnyEmit, type AnyNewMessage } from "../shared/catalogue.js";
 import { inCurrentTrace } from "../../observability/tracing.js";
 import { observeConsumerTransaction } from "../../observability/metrics.js";
@@ -9,6 +8,7 @@ import { withTransaction, type Queryable, type Tx } from "../database/database.j
 import { joinCheckoutSql, type PgEventStore, type StoredEvent } from "../event-store/pg-event-store.js";
 import { committed } from "../event-store/commit-signal.js";
 import { Batcher, BatchFailed, NO_LINGER, type Linger } from "../shared/batcher.js";
+import { parkDeadLetter } from "./dead-letters.js";
 
 export interface HandlerContext {
   tx: Tx;
@@ -202,17 +202,8 @@ export async function receive(deps: ConsumerDeps, consumer: string, channel: str
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-async function deadLetter(deps: ConsumerDeps, consumer: string, channel: string, message: unknown, err: unknown, attempts: number): Promise<void> {
-  const m = (message ?? {}) as { event_id?: unknown; event_type?: unknown };
-  const id = typeof m.event_id === "string" && UUID.test(m.event_id) ? m.event_id : randomUUID();
-  deps.logger.error(`${consumer}: ${String(m.event_type)} ${id} dead-lettered after ${attempts} attempt(s): ${String(err)}`);
-  await deps.pool.query(
-    `INSERT INTO messaging.dead_letters (consumer, channel, message_id, envelope, error, attempts)
-     VALUES ($1, $2, $3, $4, $5, $6)`,
-    [consumer, channel, id, JSON.stringify(message ?? null), String(err instanceof Error ? err.stack ?? err.message : err), attempts],
-  );
+function deadLetter(deps: ConsumerDeps, consumer: string, channel: string, message: unknown, error: unknown, attempts: number): Promise<void> {
+  return parkDeadLetter(deps.pool, deps.logger, { consumer, channel, message, error, attempts });
 }
 
 export type { StoredEvent };
