@@ -46,14 +46,8 @@ const TIMED_OUT = Symbol("checkouts timed out");
  * transaction's claim has joined each checkout's writers, and the watchdog records a timeout
  * only as their sole writer: what this sees cannot change before the transaction commits.
  */
-function timedOut(tx: Tx, batch: BatchScope): Promise<Set<string>> {
-  return batch.shared(TIMED_OUT, async () => {
-    const { rows } = await tx.query(
-      "SELECT DISTINCT aggregate_id FROM event_store.events WHERE aggregate_type = 'sagas' AND aggregate_id = ANY($1::text[])",
-      [[...new Set(batch.messages.map((m) => m.correlation_id))]],
-    );
-    return new Set(rows.map((r) => r.aggregate_id as string));
-  });
+function timedOut(store: PgEventStore, tx: Tx, batch: BatchScope): Promise<Set<string>> {
+  return batch.shared(TIMED_OUT, () => store.aggregatesWithEvents(tx, "sagas", [...new Set(batch.messages.map((m) => m.correlation_id))]));
 }
 
 const BATCH_EVENTS = Symbol("the events of a batch's commands, carried out together");
@@ -84,7 +78,7 @@ function run<D>(
       return next;
     },
     handle: async ({ tx, cause, batch, prepared }) => {
-      const stopped = forward ? await timedOut(tx, batch) : undefined;
+      const stopped = forward ? await timedOut(deps.store, tx, batch) : undefined;
       if (stopped?.has(cause.correlation_id)) return [];
       if (!handler.handleAll) return handler.handle(prepared.data, { tx, cause, prepared: prepared.prepared });
       const events = await batch.shared(BATCH_EVENTS, async () => {

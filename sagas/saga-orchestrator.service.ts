@@ -115,27 +115,25 @@ export function sagaOrchestratorService(deps: DriverDeps): ServiceSchema {
    * dropped it; in process the relay's checkpoint waits for the handlers, so a crash is not one
    * of them). Once a step's time has passed
    * without an instance, the OrderInitiated is read from the event store and fed again (the
-   * inbox absorbs it if it was handled after all). One statement per sweep, over the orders
+   * inbox absorbs it if it was handled after all). Two statements per sweep, over the orders
    * placed since the last one.
    */
   async function adoptOrphans(svc: Service): Promise<void> {
-    const { rows } = await pool.query(
-      `SELECT e.position, e.correlation_id, e.timestamp < now() - make_interval(secs => $2::float8 / 1000) AS old,
-              EXISTS (SELECT 1 FROM orchestrator.sagas s WHERE s.correlation_id = e.correlation_id) AS started
-         FROM event_store.events e
-        WHERE e.event_type = $3 AND e.position > $1
-        ORDER BY e.position LIMIT 1000`,
-      [initiationsChecked, deadlines.step, initiation.startedBy],
-    );
-    for (const r of rows) {
-      if (!r.started) {
-        if (!r.old) break; // its message may still be on its way: look again at the next sweep
-        const [first] = (await deps.store.byCorrelation(r.correlation_id as string)).filter((e) => e.event_type === initiation.startedBy);
-        svc.logger.warn(`saga ${r.correlation_id}: its ${initiation.startedBy} never arrived; reading it from the event store`);
+    const placed = await deps.store.positionsOfType(initiation.startedBy, initiationsChecked, deadlines.step);
+    if (placed.length === 0) return;
+    const { rows } = await pool.query("SELECT correlation_id FROM orchestrator.sagas WHERE correlation_id = ANY($1::text[])", [
+      placed.map((p) => p.correlation_id),
+    ]);
+    const started = new Set(rows.map((r) => r.correlation_id as string));
+    for (const p of placed) {
+      if (!started.has(p.correlation_id)) {
+        if (!p.old) break; // its message may still be on its way: look again at the next sweep
+        const [first] = (await deps.store.byCorrelation(p.correlation_id)).filter((e) => e.event_type === initiation.startedBy);
+        svc.logger.warn(`saga ${p.correlation_id}: its ${initiation.startedBy} never arrived; reading it from the event store`);
         const { position: _, ...envelope } = first;
         await handle(svc, envelope as AnyEnvelope);
       }
-      initiationsChecked = Number(r.position);
+      initiationsChecked = p.position;
     }
   }
 

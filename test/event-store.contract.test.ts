@@ -413,6 +413,34 @@ function eventStoreContract(backend: Backend): void {
       );
     });
 
+    it("says where the events of one type are, without their data, and which were stored long enough ago", async () => {
+      const before = await store.lastPosition();
+      const correlations = [nextCorrelationId(), nextCorrelationId()];
+      const stored = [];
+      for (const c of correlations) {
+        const orderId = nextOrderId();
+        stored.push(...(await append([orderInitiated(orderId, c)])));
+        await append([paymentProcessed(orderId, c)]);
+      }
+      const initiated = stored.filter((e) => e.event_type === "OrderInitiated");
+      expect(await store.positionsOfType("OrderInitiated", before, 60_000)).toStrictEqual(
+        initiated.map((e) => ({ position: e.position, correlation_id: e.correlation_id, old: false })),
+      );
+      // with a negative age every event stored counts as old (by the database's clock); paged
+      expect(await store.positionsOfType("OrderInitiated", before, -1_000, 1)).toStrictEqual([
+        { position: initiated[0].position, correlation_id: correlations[0], old: true },
+      ]);
+      expect(await store.positionsOfType("OrderInitiated", initiated[1].position, 60_000)).toStrictEqual([]);
+    });
+
+    it("tells which aggregates of one type have events, and no other type's", async () => {
+      const orderId = nextOrderId();
+      await append([orderInitiated(orderId, nextCorrelationId())]);
+      const without = nextOrderId();
+      expect(await store.aggregatesWithEvents(db.pool, "orders", [orderId, without])).toStrictEqual(new Set([orderId]));
+      expect(await store.aggregatesWithEvents(db.pool, "payments", [orderId])).toStrictEqual(new Set());
+    });
+
     it("reads one aggregate's events in version order, and no other aggregate's", async () => {
       const orderId = nextOrderId();
       const correlationId = nextCorrelationId();

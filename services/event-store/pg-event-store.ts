@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { AnyEnvelope, AnyNewMessage, MessageType } from "../shared/catalogue.js";
+import type { AggregateType, AnyEnvelope, AnyNewMessage, MessageType } from "../shared/catalogue.js";
 import { ADVISORY_LOCKS } from "../database/advisory-locks.js";
 import { markAppended, type Queryable, type Tx } from "../database/database.js";
 
@@ -216,6 +216,34 @@ export class PgEventStore {
       [type, after, limit],
     );
     return rows.map(toStored);
+  }
+
+  /**
+   * Where the events of one type after `after` are, oldest first, without their data: position,
+   * correlation id, and whether each was stored more than `olderThanMs` ago (by the database's
+   * clock). For sweeps that look for a message that never arrived.
+   */
+  async positionsOfType(
+    type: MessageType,
+    after: number,
+    olderThanMs: number,
+    limit = MAX_PAGE,
+  ): Promise<{ position: number; correlation_id: string; old: boolean }[]> {
+    const { rows } = await this.pool.query(
+      `SELECT position, correlation_id, timestamp < now() - make_interval(secs => $3::float8 / 1000) AS old
+         FROM event_store.events WHERE event_type = $1 AND position > $2 ORDER BY position LIMIT $4`,
+      [type, after, olderThanMs, limit],
+    );
+    return rows.map((r) => ({ position: Number(r.position), correlation_id: r.correlation_id as string, old: r.old as boolean }));
+  }
+
+  /** Which of these aggregates of one type have any event, read in `db` (a transaction deciding on it). */
+  async aggregatesWithEvents(db: Queryable, aggregateType: AggregateType, ids: readonly string[]): Promise<Set<string>> {
+    const { rows } = await db.query(
+      "SELECT DISTINCT aggregate_id FROM event_store.events WHERE aggregate_type = $1 AND aggregate_id = ANY($2::text[])",
+      [aggregateType, ids],
+    );
+    return new Set(rows.map((r) => r.aggregate_id as string));
   }
 
   async byAggregate(aggregateType: string, aggregateId: string, db: Queryable = this.pool): Promise<StoredEvent[]> {
