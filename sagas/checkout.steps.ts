@@ -176,3 +176,28 @@ export function stepNamed(name: StepName): Step {
   if (!s) throw new Error(`no step ${name}`);
   return s;
 }
+
+/** What a message is to the checkout: the step it belongs to (or the initiation), and its part in it. */
+export interface StepRole {
+  step: StepName | "initiate";
+  role: "invoke" | "succeeded" | "failed" | "compensate" | "compensated";
+}
+
+const ROLES = new Map<string, StepRole>([
+  [initiation.startedBy, { step: "initiate", role: "succeeded" }],
+  [initiation.compensation.command, { step: "initiate", role: "compensate" }],
+  [initiation.compensation.done, { step: "initiate", role: "compensated" }],
+]);
+for (const s of checkoutSteps) {
+  const parts: [string | undefined, StepRole["role"]][] = [
+    [s.invoke, "invoke"],
+    [s.succeeded, "succeeded"],
+    [s.failed, "failed"],
+    [s.compensation?.command, "compensate"],
+    [s.compensation?.done, "compensated"],
+  ];
+  for (const [type, role] of parts) if (type && !ROLES.has(type)) ROLES.set(type, { step: s.name, role });
+}
+
+/** The step a message belongs to and its part in it, read off the table; undefined for the others (a timeout, say). */
+export const roleOf = (type: string): StepRole | undefined => ROLES.get(type);

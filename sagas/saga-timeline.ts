@@ -1,21 +1,7 @@
-import { isCommandType, type AnyEnvelope, type MessageType } from "../services/shared/catalogue.js";
-import { checkoutSteps, initiation, type StepName } from "./checkout.steps.js";
+import { isCommandType, type AnyEnvelope } from "../services/shared/catalogue.js";
+import { checkoutSteps, roleOf } from "./checkout.steps.js";
 
 type StepStatus = "not_started" | "in_progress" | "succeeded" | "failed" | "compensating" | "compensated";
-
-function stepOf(type: MessageType): { step: StepName | "initiate"; role: "invoke" | "succeeded" | "failed" | "compensate" | "compensated" } | undefined {
-  if (type === initiation.startedBy) return { step: "initiate", role: "succeeded" };
-  if (type === initiation.compensation.command) return { step: "initiate", role: "compensate" };
-  if (type === initiation.compensation.done) return { step: "initiate", role: "compensated" };
-  for (const s of checkoutSteps) {
-    if (type === s.invoke) return { step: s.name, role: "invoke" };
-    if (type === s.succeeded) return { step: s.name, role: "succeeded" };
-    if (type === s.failed) return { step: s.name, role: "failed" };
-    if (type === s.compensation?.command) return { step: s.name, role: "compensate" };
-    if (type === s.compensation?.done) return { step: s.name, role: "compensated" };
-  }
-  return undefined;
-}
 
 /**
  * A saga's story told from the event store alone, the same way for both styles: every message
@@ -27,7 +13,7 @@ export function sagaTimeline(events: readonly (AnyEnvelope & { position?: number
   let status = "running";
   let reason: string | null = null;
   for (const e of events) {
-    const where = stepOf(e.event_type);
+    const where = roleOf(e.event_type);
     if (e.event_type === "OrderConfirmed") status = "confirmed";
     if (e.event_type === "OrderCancelled") {
       status = "cancelled";
@@ -58,7 +44,7 @@ export function sagaTimeline(events: readonly (AnyEnvelope & { position?: number
       position: e.position,
       kind: isCommandType(e.event_type) ? "command" : "event",
       type: e.event_type,
-      step: stepOf(e.event_type)?.step ?? null,
+      step: roleOf(e.event_type)?.step ?? null,
       service: e.service_name,
       timestamp: e.timestamp,
       data: e.data,
