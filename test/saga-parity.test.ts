@@ -4,6 +4,7 @@ import { checkoutSteps, initiation, type StepName } from "../sagas/checkout.step
 import { checkoutReactions, reactionsTo } from "../sagas/checkout.reactions.js";
 import { decide, type CheckoutSaga, type SagaInput } from "../sagas/checkout.saga.js";
 import { owedReactions, stepToUndo } from "../sagas/checkout.watchdog.js";
+import { orderInitiated } from "./support/messages.js";
 
 /**
  * Parity of the two styles, without infrastructure: the orchestrator's step table (through its
@@ -15,16 +16,7 @@ import { owedReactions, stepToUndo } from "../sagas/checkout.watchdog.js";
  * `saga-differential.test.ts` runs both styles on real systems.
  */
 
-const ORDER: DataOf<"OrderInitiated"> = {
-  order_id: "order_1",
-  customer_id: 456,
-  cart_id: null,
-  total_amount: 100,
-  currency: "CAD",
-  items: [{ product_id: 101, product_name: "Laptop", quantity: 1, unit_price: 100 }],
-  shipping_address: { street: "1 Main", city: "Toronto", postal_code: "M5H 1A1" },
-  card_token: "tok_visa",
-};
+const ORDER: DataOf<"OrderInitiated"> = orderInitiated("order_1", 101, 100).data;
 const CORRELATION = "checkout_parity";
 
 type Failure = "none" | "reserve_stock" | "charge_payment" | "schedule_shipment";

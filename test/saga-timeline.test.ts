@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { emit, newMessage, type AnyEmit, type AnyEnvelope } from "../services/shared/catalogue.js";
 import { roleOf } from "../sagas/checkout.steps.js";
 import { sagaTimeline } from "../sagas/saga-timeline.js";
+import { orderInitiated } from "./support/messages.js";
 import { compensatedStep, stepOf } from "../observability/saga-steps.js";
 
 /** A checkout's story from its events alone, and the step of each message, both read off the step table. */
@@ -31,19 +32,10 @@ describe("a saga's timeline", () => {
   it("tells a declined payment: the reservation undone, the payment failed, the order cancelled", () => {
     const id = "order_7";
     const events = [
-      emit("OrderInitiated", {
-        order_id: id,
-        customer_id: 456,
-        cart_id: null,
-        total_amount: 10,
-        currency: "CAD",
-        items: [{ product_id: 101, product_name: "Laptop", quantity: 1, unit_price: 10 }],
-        shipping_address: { street: "1 Main", city: "Toronto", postal_code: "M5H 1A1" },
-        card_token: "tok_chargeDeclined",
-      }),
+      orderInitiated(id, 101, 10),
       emit("ReserveStock", { order_id: id, items: [{ product_id: 101, quantity: 1 }] }),
       emit("StockReserved", { order_id: id, product_id: 101, quantity: 1, line: 1, lines: 1 }),
-      emit("ProcessPayment", { order_id: id, customer_id: 456, amount: 10, currency: "CAD", card_token: "tok_chargeDeclined" }),
+      emit("ProcessPayment", { order_id: id, customer_id: 456, amount: 10, currency: "CAD", card_token: "tok_visa" }),
       emit("PaymentFailed", { order_id: id, amount: 10, reason: "insufficient_funds", error_code: "DECLINED_001" }),
       emit("ReleaseStock", { order_id: id, reason: "payment_failed" }),
       emit("StockReleased", { order_id: id, lines: [{ product_id: 101, quantity: 1 }], reason: "payment_failed" }),
