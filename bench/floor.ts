@@ -101,13 +101,14 @@ export interface DatabaseFloor {
 
 /** One commit and one statement on a fresh database of the kind the cells use (PGlite in process, or the server). */
 export async function measureDatabaseFloor(adminDatabaseUrl?: string): Promise<DatabaseFloor> {
-  const fresh = adminDatabaseUrl ? await freshPostgresDatabase(adminDatabaseUrl, "saga_bench_floor") : undefined;
+  const fresh = adminDatabaseUrl ? freshPostgresDatabase(adminDatabaseUrl, "saga_bench_floor") : undefined;
   const dir = fresh ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-floor-"));
   const remove = cleanUpOnLeaving(async () => {
     await fresh?.drop();
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
   try {
+    await fresh?.create();
     const db = await openDatabase(fresh ? { databaseUrl: fresh.url, poolSize: 1 } : { pgliteDir: dir });
     try {
       await db.pool.query("CREATE TABLE IF NOT EXISTS public.floor (id SERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now())");

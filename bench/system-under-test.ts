@@ -64,7 +64,7 @@ interface CellDatabase {
 async function prepareDatabase(spec: SystemSpec): Promise<CellDatabase> {
   let fresh: FreshDatabase | undefined;
   let pgliteDir: string | undefined;
-  if (spec.adminDatabaseUrl) fresh = await freshPostgresDatabase(spec.adminDatabaseUrl, "saga_bench");
+  if (spec.adminDatabaseUrl) fresh = freshPostgresDatabase(spec.adminDatabaseUrl, "saga_bench");
   else pgliteDir = fs.mkdtempSync(path.join(os.tmpdir(), "saga-bench-pglite-"));
   const remove = spec.keepDatabase
     ? async () => undefined
@@ -73,6 +73,7 @@ async function prepareDatabase(spec: SystemSpec): Promise<CellDatabase> {
         if (pgliteDir) fs.rmSync(pgliteDir, { recursive: true, force: true });
       });
   try {
+    await fresh?.create();
     const db = fresh ? await openDatabase({ databaseUrl: fresh.url, poolSize: 1 }) : await openDatabase({ pgliteDir: pgliteDir! });
     try {
       for (const s of SEEDED_STOCK) {

@@ -29,9 +29,11 @@ export async function available(kind: ServiceKind): Promise<boolean> {
   return ok;
 }
 
-/** A new, empty database on the local PostgreSQL server; `drop()` removes it. */
-export function freshPostgresDatabase(): Promise<FreshDatabase> {
-  return freshDatabaseOn(POSTGRES_URL);
+/** A new, empty database on the local PostgreSQL server, created; `drop()` removes it. */
+export async function freshPostgresDatabase(): Promise<FreshDatabase> {
+  const fresh = freshDatabaseOn(POSTGRES_URL);
+  await fresh.create();
+  return fresh;
 }
 
 /** The brokers the multi-process suites run over. */
