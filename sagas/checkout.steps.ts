@@ -201,3 +201,13 @@ for (const s of checkoutSteps) {
 
 /** The step a message belongs to and its part in it, read off the table; undefined for the others (a timeout, say). */
 export const roleOf = (type: string): StepRole | undefined => ROLES.get(type);
+
+/**
+ * How a checkout ended, when this message ends it: the pivot's success confirms the order, the
+ * initiation's undoing (the order's cancellation) cancels it; undefined for every other message.
+ */
+export function outcomeOf(type: string): "confirmed" | "cancelled" | undefined {
+  if (type === checkoutSteps[pivotIndex].succeeded) return "confirmed";
+  if (type === initiation.compensation.done) return "cancelled";
+  return undefined;
+}

@@ -1,7 +1,7 @@
 import type { AnyEnvelope, DataOf } from "../services/shared/catalogue.js";
 import type { Claim } from "../services/messaging/consume.js";
 import { reactionConsumer, reactionsTo } from "./checkout.reactions.js";
-import { checkoutSteps } from "./checkout.steps.js";
+import { checkoutSteps, outcomeOf } from "./checkout.steps.js";
 
 type Undoable = DataOf<"CheckoutTimedOut">["undo_from"];
 
@@ -13,7 +13,7 @@ type Undoable = DataOf<"CheckoutTimedOut">["undo_from"];
  */
 export function stepToUndo(events: readonly AnyEnvelope[]): Undoable | null {
   const types = new Set(events.map((e) => e.event_type));
-  if (types.has("OrderConfirmed") || types.has("OrderCancelled") || types.has("CheckoutTimedOut")) return null;
+  if (events.some((e) => outcomeOf(e.event_type)) || types.has("CheckoutTimedOut")) return null;
   if (checkoutSteps.some((s) => s.failed && types.has(s.failed))) return null; // its chain is running
   let inFlight = 0;
   for (const [i, step] of checkoutSteps.entries()) {

@@ -1,5 +1,5 @@
-import { isCommandType, type AnyEnvelope } from "../services/shared/catalogue.js";
-import { checkoutSteps, roleOf } from "./checkout.steps.js";
+import { isCommandType, isMessage, type AnyEnvelope } from "../services/shared/catalogue.js";
+import { checkoutSteps, outcomeOf, roleOf } from "./checkout.steps.js";
 
 type StepStatus = "not_started" | "in_progress" | "succeeded" | "failed" | "compensating" | "compensated";
 
@@ -14,11 +14,9 @@ export function sagaTimeline(events: readonly (AnyEnvelope & { position?: number
   let reason: string | null = null;
   for (const e of events) {
     const where = roleOf(e.event_type);
-    if (e.event_type === "OrderConfirmed") status = "confirmed";
-    if (e.event_type === "OrderCancelled") {
-      status = "cancelled";
-      reason = e.data.reason;
-    }
+    const outcome = outcomeOf(e.event_type);
+    if (outcome) status = outcome;
+    if (isMessage(e, "OrderCancelled")) reason = e.data.reason;
     if (!where || where.step === "initiate") continue;
     const current = steps[where.step];
     if (where.role === "invoke" && current === "not_started") steps[where.step] = "in_progress";

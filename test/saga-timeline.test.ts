@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { emit, newMessage, type AnyEmit, type AnyEnvelope } from "../services/shared/catalogue.js";
-import { roleOf } from "../sagas/checkout.steps.js";
+import { outcomeOf, roleOf } from "../sagas/checkout.steps.js";
 import { sagaTimeline } from "../sagas/saga-timeline.js";
 import { orderInitiated } from "./support/messages.js";
 import { compensatedStep, stepOf } from "../observability/saga-steps.js";
@@ -18,6 +18,14 @@ describe("the step of each message", () => {
     expect(roleOf("StockReleased")).toEqual({ step: "reserve_stock", role: "compensated" });
     expect(roleOf("OrderCancelled")).toEqual({ step: "initiate", role: "compensated" });
     expect(roleOf("CheckoutTimedOut")).toBeUndefined();
+  });
+
+  it("knows the two messages that end a checkout, and no other", () => {
+    expect(outcomeOf("OrderConfirmed")).toBe("confirmed");
+    expect(outcomeOf("OrderCancelled")).toBe("cancelled");
+    for (const type of ["OrderInitiated", "ShipmentScheduled", "NotificationSent", "CancelOrder", "CheckoutTimedOut"]) {
+      expect(outcomeOf(type)).toBeUndefined();
+    }
   });
 
   it("gives the traces and the metrics the same steps", () => {
@@ -63,5 +71,27 @@ describe("a saga's timeline", () => {
       ["CancelOrder", "command", "initiate"],
       ["OrderCancelled", "event", "initiate"],
     ]);
+  });
+
+  it("tells a choreographed checkout confirmed at the pivot, its notification after it", () => {
+    const id = "order_8";
+    const events = [
+      orderInitiated(id, 101, 10),
+      emit("StockReserved", { order_id: id, product_id: 101, quantity: 1, line: 1, lines: 1 }),
+      emit("PaymentProcessed", { order_id: id, payment_id: "pay_8", transaction_id: "txn_8", amount: 10, currency: "CAD" }),
+      emit("ShipmentScheduled", { order_id: id, shipment_id: "shp_8", carrier: "canada_post", estimated_delivery: "2026-12-20" }),
+      emit("OrderConfirmed", { order_id: id, shipment_id: "shp_8", estimated_delivery: "2026-12-20" }),
+    ].map((e, i) => envelope(e as AnyEmit, i));
+
+    const confirmed = sagaTimeline(events);
+    expect(confirmed).toMatchObject({ status: "confirmed", cancellation_reason: null });
+    expect(confirmed.steps).toMatchObject({ schedule_shipment: "succeeded", confirm: "succeeded", notify: "not_started" });
+
+    const notified = sagaTimeline([
+      ...events,
+      envelope(emit("NotificationSent", { order_id: id, channel: "email", recipient: "a@example.com", template: "order_confirmed" }) as AnyEmit, events.length),
+    ]);
+    expect(notified).toMatchObject({ status: "confirmed" });
+    expect(notified.steps.notify).toBe("succeeded");
   });
 });
