@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { openDatabase, withTransaction } from "../services/database/database.js";
+import { systemIdentity } from "../services/database/schema.js";
 
 /** `npm start` on a fresh checkout: PGlite keeps its files in a directory that does not exist yet. */
 describe("embedded database on disk", () => {
@@ -23,6 +24,25 @@ describe("embedded database on disk", () => {
       expect(users.rows[0].n).toBe(1);
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe("new embedded databases, made from one template", () => {
+  it("are each their own: a system identity each, and what one writes the others never see", async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "saga-pglite-template-"));
+    const dbs = [await openDatabase({}), await openDatabase({}), await openDatabase({ pgliteDir: path.join(root, "a") })];
+    try {
+      const ids = await Promise.all(dbs.map((db) => systemIdentity(db.pool)));
+      expect(new Set(ids).size).toBe(3);
+      await dbs[0].pool.query("UPDATE warehouse.stock SET available = 7 WHERE product_id = 101");
+      for (const db of dbs.slice(1)) {
+        const { rows } = await db.pool.query("SELECT available FROM warehouse.stock WHERE product_id = 101");
+        expect(rows[0].available).toBe(50);
+      }
+    } finally {
+      for (const db of dbs) await db.close();
+      rmSync(root, { recursive: true, force: true });
     }
   });
 });

@@ -1,11 +1,10 @@
-import { execFile } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import path from "node:path";
-import { promisify } from "node:util";
 import v8 from "node:v8";
 import pg from "pg";
 // PGlite is loaded only by a process that runs it (openEmbedded), not by every service process
 import { PGliteStream } from "./pglite-stream.js";
+import { initializeDirectory, pristineCluster } from "./pglite-template.js";
 import { migrate } from "./schema.js";
 
 
@@ -150,24 +149,6 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
 }
 
 /**
- * Creates the database cluster of a new PGlite directory (initdb) in a short-lived child process.
- * PGlite's WebAssembly memory only grows, and initdb in the system's own process left about 100 MB
- * resident for good (329 MB after opening a new directory, against 230 MB with initdb done here);
- * a directory that exists already needs none of this.
- */
-async function initializeDirectory(dir: string): Promise<void> {
-  if (existsSync(path.join(dir, "PG_VERSION"))) return;
-  const script = `import { PGlite } from ${JSON.stringify(import.meta.resolve("@electric-sql/pglite"))};
-    const db = await PGlite.create(${JSON.stringify(dir)}); await db.close();`;
-  try {
-    await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], { maxBuffer: 1 << 20 });
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr?.trim();
-    throw new Error(`could not create the embedded database in ${dir}: ${stderr || String(err)}`);
-  }
-}
-
-/**
  * Two V8 flags for the process that runs PGlite, set before PGlite's module is compiled (README:
  * Design decisions, and Performance for the measurements). The flags are V8's and process-wide; a
  * V8 without one says so on stderr and runs as before.
@@ -184,12 +165,14 @@ async function initializeDirectory(dir: string): Promise<void> {
 const EMBEDDED_V8_FLAGS = ["--liftoff-only", "--heap-growing-percent=50"];
 
 async function openEmbedded(pgliteDir: string | undefined, unlock: () => void): Promise<Database> {
+  // a new database starts from the template: a directory gets it unpacked by another process
   if (pgliteDir) await initializeDirectory(pgliteDir);
+  const loadDataDir = pgliteDir ? undefined : await pristineCluster();
   for (const flag of EMBEDDED_V8_FLAGS) v8.setFlagsFromString(flag);
   // PGlite's WebAssembly memory only grows; its default 128 MB of shared buffers is most of
   // what it holds beyond its own start-up, and one process's working set needs far less
   const { PGlite } = await import("@electric-sql/pglite");
-  const lite = await PGlite.create(pgliteDir ?? "memory://", { postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`] });
+  const lite = await PGlite.create(pgliteDir ?? "memory://", { loadDataDir, postgresqlconf: [`shared_buffers=${PGLITE_SHARED_BUFFERS}`] });
   // One connection, straight into PGlite (no socket): PGlite runs one session, and every
   // statement of the process goes through it in turn
   const url = "pglite://in-process";
