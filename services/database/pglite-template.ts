@@ -52,9 +52,10 @@ const templateFile = () => path.join(cacheDirectory(), `pglite-${pgliteVersion()
 /**
  * Runs, in a short-lived child process, whatever of this is still to do: make the template (a
  * dump of a new cluster, written to a file of the child's own and linked into place only if no
- * template is there yet: processes starting together each make one, the first to land stays, and
- * no reader sees half a file or one replaced under it), then, given a directory, unpack it there. The child's memory goes with it: unpacking in
- * the system's own process left it 80 MB larger after the database had started.
+ * template is there yet: processes starting together each make one, the first to land stays,
+ * and no reader sees half a file or one replaced under it), then, given a directory, unpack it
+ * there. The child's memory goes with it: unpacking in the system's own process left it 80 MB
+ * larger after the database had started.
  */
 async function inChild(file: string, dir?: string): Promise<void> {
   const script = `import { PGlite } from ${JSON.stringify(import.meta.resolve("@electric-sql/pglite"))};
