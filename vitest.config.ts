@@ -1,5 +1,4 @@
 import { defineConfig } from "vitest/config";
-import LongestFirst from "./test/support/longest-first.sequencer.js";
 
 export default defineConfig({
   test: {
@@ -11,8 +10,6 @@ export default defineConfig({
     pool: "forks",
     globalSetup: ["test/support/build.global-setup.ts"],
     maxWorkers: 3,
-    // the longest suites first, so that none of them starts late and ends alone
-    sequence: { sequencer: LongestFirst },
     projects: [
       {
         extends: true,
