@@ -19,7 +19,12 @@ import { promisify } from "node:util";
 const PGLITE_ENTRY = fileURLToPath(import.meta.resolve("@electric-sql/pglite"));
 
 /** The installed PGlite's version: a copy made by another version is never loaded. */
+let installedVersion: string | undefined;
 function pgliteVersion(): string {
+  return (installedVersion ??= readPgliteVersion());
+}
+
+function readPgliteVersion(): string {
   for (let dir = path.dirname(PGLITE_ENTRY); dir !== path.dirname(dir); dir = path.dirname(dir)) {
     const manifest = path.join(dir, "package.json");
     if (!existsSync(manifest)) continue;
@@ -46,7 +51,11 @@ function cacheDirectory(): string {
   throw new Error("no writable directory for the embedded database's template");
 }
 
-/** The template's file: this PGlite version's, in the first writable cache directory. */
+/**
+ * The template's file: this PGlite version's, in the first writable cache directory. The
+ * directory is made again at each use (one system call when it is there): it may have been
+ * removed since the last.
+ */
 const templateFile = () => path.join(cacheDirectory(), `pglite-${pgliteVersion()}-cluster.tar`);
 
 /**
