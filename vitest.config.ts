@@ -17,9 +17,10 @@ export default defineConfig({
       },
       {
         // these restart the machine's brokers: only with DISRUPTIVE_TESTS=1 (they skip, saying so,
-        // otherwise), and then alone, after everything else
+        // otherwise), and then after everything else; one file per broker, side by side, each
+        // restarting only the broker its own systems run on
         extends: true,
-        test: { name: "disruptive", include: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 1 }, fileParallelism: false },
+        test: { name: "disruptive", include: ["test/**/*.disruptive.test.ts"], sequence: { groupOrder: 1 } },
       },
     ],
   },

@@ -1,22 +1,21 @@
 import { execSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { SAGA_MODES, type SagaMode } from "../services/shared/config.js";
-import type { OrderAccepted } from "../services/orders/orders.service.js";
-import { CheckoutHarness } from "./support/checkout-harness.js";
-import { auditCheckouts } from "./support/audit.js";
-import { AMQP_URL, BROKERS, clusterAvailable, NATS_URL } from "./support/infrastructure.js";
+import { SAGA_MODES, type SagaMode } from "../../services/shared/config.js";
+import type { OrderAccepted } from "../../services/orders/orders.service.js";
+import { CheckoutHarness } from "./checkout-harness.js";
+import { auditCheckouts } from "./audit.js";
+import { AMQP_URL, clusterAvailable, NATS_URL } from "./infrastructure.js";
 
 /**
- * A broker restart in the middle of a run loses no order. This file restarts the machine's
- * RabbitMQ and NATS, so it runs only when asked (DISRUPTIVE_TESTS=1, as .ci/run sets it), and
- * then alone, after every other test file (see vitest.config.ts). How to stop and start each
- * broker is configuration: RABBITMQ_STOP_CMD, RABBITMQ_START_CMD, NATS_STOP_CMD, NATS_START_CMD
- * (shell commands; the defaults suit a Debian machine with the brokers installed as packages).
+ * A broker restart in the middle of a run loses no order. The test restarts one of the
+ * machine's brokers, so it runs only when asked (DISRUPTIVE_TESTS=1, as .ci/run sets it), and
+ * then after every other test file (see vitest.config.ts): one file per broker,
+ * `test/*-restart.disruptive.test.ts`, the two side by side, each system on the broker that its
+ * file restarts and on nothing the other file touches. How to stop and start each broker is
+ * configuration: RABBITMQ_STOP_CMD, RABBITMQ_START_CMD, NATS_STOP_CMD, NATS_START_CMD (shell
+ * commands; the defaults suit a Debian machine with the brokers installed as packages).
  */
 const OPTED_IN = process.env.DISRUPTIVE_TESTS === "1";
-if (!OPTED_IN) {
-  console.warn("[skip] broker-restart: these tests stop and start the machine's RabbitMQ and NATS; set DISRUPTIVE_TESTS=1 to run them");
-}
 
 const CONTROL = {
   amqp: {
@@ -94,9 +93,14 @@ interface Run {
   placing?: Promise<void>;
 }
 
-for (const { kind, url } of BROKERS) {
-  const up = OPTED_IN && (await clusterAvailable(kind));
+/** The restart test for one broker: both saga styles' systems on it, through one restart. */
+export async function describeBrokerRestart(kind: "amqp" | "nats"): Promise<void> {
+  const url = kind === "amqp" ? AMQP_URL : NATS_URL;
   const broker = kind === "amqp" ? "RabbitMQ" : "NATS";
+  if (!OPTED_IN) {
+    console.warn(`[skip] ${broker} restart: this test stops and starts the machine's ${broker}; set DISRUPTIVE_TESTS=1 to run it`);
+  }
+  const up = OPTED_IN && (await clusterAvailable(kind));
   describe(`${kind} restart during a run`, () => {
     // Both saga styles run side by side, each its own system in its own namespace, through one
     // restart of the broker: the same outage for both, and one restart instead of two.
