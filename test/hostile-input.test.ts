@@ -2,7 +2,7 @@ import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "../services/shared/config.js";
 import { CheckoutHarness } from "./support/checkout-harness.js";
-import { JSON_HEADERS, rawRequest, type RawResponse } from "./support/raw-http.js";
+import { JSON_HEADERS, rawBytes, rawRequest, type RawResponse } from "./support/raw-http.js";
 
 /**
  * Input a client should not send, as an attacker would send it: every answer is a 4xx
@@ -116,6 +116,23 @@ describe("hostile input (no API keys)", () => {
     const before = await counts(h);
     const r = await rawRequest(h.baseUrl, c.method ?? "GET", c.path!, { headers: c.headers, body: c.body });
     expectProblem(r, c.status, c.detail);
+    expect(await counts(h)).toEqual(before);
+  });
+
+  // requests Node's HTTP parser refuses before the gateway sees them
+  const orderBytes = order();
+  const postWith = (headerLines: string) =>
+    `POST /cqrs/commands/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n${headerLines}Content-Length: ${orderBytes.length}\r\n\r\n${orderBytes}`;
+  it.each([
+    { name: "a control character in a header", bytes: postWith("Idempotency-Key: a\u0001b\r\n"), status: 400, detail: /not valid HTTP\/1\.1: invalid header value char/ },
+    { name: "headers past the size limit", bytes: postWith(`X-Padding: ${"p".repeat(20_000)}\r\n`), status: 431, detail: /headers are larger than the 16 KiB/ },
+    { name: "two different Content-Lengths", bytes: postWith("Content-Length: 3\r\n"), status: 400, detail: /not valid HTTP\/1\.1: duplicate content-length/ },
+    { name: "a malformed request line", bytes: "ORDER! /cqrs/commands/orders HTTP/1.1\r\n\r\n", status: 400, detail: /not valid HTTP\/1\.1: invalid method/ },
+  ])("malformed HTTP, $name → $status", async ({ bytes, status, detail }) => {
+    const before = await counts(h);
+    const r = await rawBytes(h.baseUrl, bytes);
+    expectProblem(r, status, detail);
+    expect(r.headers.connection).toBe("close");
     expect(await counts(h)).toEqual(before);
   });
 

@@ -1,4 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, maxHeaderSize, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { problem } from "./problem.js";
 
 /** The gateway's port could not be bound; the message says why and what to do. */
 export class GatewayListenError extends Error {}
@@ -11,6 +13,7 @@ export async function openGatewayPort(host: string, port: number): Promise<Serve
   // Until the gateway takes over (its `created` hook), a request gets a 503 to retry rather
   // than no answer at all: the port is bound before the database and the services start.
   const server = createServer(answerStarting);
+  server.on("clientError", answerMalformed);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err: NodeJS.ErrnoException) =>
       reject(
@@ -30,7 +33,31 @@ export async function openGatewayPort(host: string, port: number): Promise<Serve
 export function answerStarting(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
   res.writeHead(503, { "Content-Type": "application/problem+json", "Retry-After": "1" });
-  res.end(
-    JSON.stringify({ type: "about:blank", title: "Service Unavailable", status: 503, detail: "the system is starting; try again in a moment", instance: req.url }),
+  res.end(JSON.stringify(problem(503, "the system is starting; try again in a moment", req.url)));
+}
+
+/**
+ * A request that Node's HTTP parser refuses (a character HTTP forbids in a header, headers past
+ * the size limit, a malformed request line, conflicting framing) never reaches the gateway, and
+ * Node would answer it with a bare 400 and no body. It gets a problem that says what was wrong,
+ * and the connection closes. Nothing is written when a response on this connection has begun
+ * already (the parser failed in a later request's bytes), as Node does.
+ */
+export function answerMalformed(err: Error & { code?: string; reason?: string }, socket: Socket): void {
+  if (err.code === "ECONNRESET" || !socket.writable || socket.bytesWritten > 0) {
+    socket.destroy();
+    return;
+  }
+  const p =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? problem(431, `the request's headers are larger than the ${Math.floor(maxHeaderSize / 1024)} KiB the server accepts`)
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? problem(408, "the request did not arrive in full in time")
+        : problem(400, `the request is not valid HTTP/1.1: ${(err.reason ?? err.message).toLowerCase()}`);
+  const body = JSON.stringify(p);
+  socket.end(
+    `HTTP/1.1 ${p.status} ${p.title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
+  // the server's sockets stay half open after end(); this one is done once the answer is out
+  socket.destroySoon();
 }

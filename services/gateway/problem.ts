@@ -15,11 +15,13 @@ const TITLES: Record<number, string> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
+  408: "Request Timeout",
   409: "Conflict",
   413: "Content Too Large",
   415: "Unsupported Media Type",
   422: "Unprocessable Content",
   429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   503: "Service Unavailable",
   504: "Gateway Timeout",
@@ -79,11 +81,15 @@ export function problemFrom(err: ErrorLike, instance?: string): Problem {
   } else if (status >= 500) {
     detail = "the server failed to handle this request; see the server log";
   }
-  const title = TITLES[status] ?? "Error";
+  return problem(status, detail, instance, errors);
+}
+
+/** A problem of this status, titled after it. */
+export function problem(status: number, detail: string, instance?: string, errors?: Problem["errors"]): Problem {
   return {
     // "about:blank": the status code says all there is to say about the kind of problem
     type: "about:blank",
-    title,
+    title: TITLES[status] ?? "Error",
     status,
     detail,
     ...(instance ? { instance } : {}),

@@ -1,4 +1,5 @@
 import http from "node:http";
+import net from "node:net";
 
 export interface RawResponse {
   status: number;
@@ -42,6 +43,39 @@ export function rawRequest(
     req.on("error", reject);
     if (opts.body !== undefined) req.end(opts.body);
     else req.end();
+  });
+}
+
+/**
+ * Bytes written to the gateway's socket as they are, for requests Node's own client refuses to
+ * send (a control character in a header, conflicting framing); the answer read to the
+ * connection's end.
+ */
+export function rawBytes(base: string, bytes: string): Promise<RawResponse> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect(Number(u.port), u.hostname, () => socket.write(bytes));
+    socket.on("data", (c: Buffer) => chunks.push(c));
+    socket.on("error", reject);
+    socket.on("close", () => {
+      const raw = Buffer.concat(chunks).toString("utf8");
+      const split = raw.indexOf("\r\n\r\n");
+      const [statusLine, ...lines] = (split < 0 ? raw : raw.slice(0, split)).split("\r\n");
+      const headers: http.IncomingHttpHeaders = {};
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+      }
+      const text = split < 0 ? "" : raw.slice(split + 4);
+      let json: RawResponse["json"];
+      try {
+        json = text ? JSON.parse(text) : undefined;
+      } catch {
+        json = undefined;
+      }
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine ?? "")?.[1] ?? 0), headers, text, json });
+    });
   });
 }
 
