@@ -136,6 +136,15 @@ describe("hostile input (no API keys)", () => {
     expect(await counts(h)).toEqual(before);
   });
 
+  it("answers a malformed request pipelined after a good one once the good one's answer is out", async () => {
+    const r = await rawBytes(h.baseUrl, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Note: a\u0001b\r\n\r\n");
+    expect(r.status).toBe(200);
+    const second = r.text.slice(r.text.indexOf("HTTP/1.1 "));
+    expect(second).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(second).toContain("Content-Type: application/problem+json");
+    expect(second).toMatch(/"detail":"the request is not valid HTTP\/1\.1: invalid header value char"/);
+  });
+
   it("answers 405 with an Allow header", async () => {
     const r = await rawRequest(h.baseUrl, "PATCH", "/api/v1/carts/cart_1");
     expect(r.status).toBe(405);

@@ -40,12 +40,20 @@ export function answerStarting(req: IncomingMessage, res: ServerResponse): void 
  * A request that Node's HTTP parser refuses (a character HTTP forbids in a header, headers past
  * the size limit, a malformed request line, conflicting framing) never reaches the gateway, and
  * Node would answer it with a bare 400 and no body. It gets a problem that says what was wrong,
- * and the connection closes. Nothing is written when a response on this connection has begun
- * already (the parser failed in a later request's bytes), as Node does.
+ * and the connection closes. A response still being written on this connection (a request
+ * before it, pipelined on the same connection) goes out first, so the problem is not taken for
+ * its answer.
  */
 export function answerMalformed(err: Error & { code?: string; reason?: string }, socket: Socket): void {
-  if (err.code === "ECONNRESET" || !socket.writable || socket.bytesWritten > 0) {
+  if (err.code === "ECONNRESET" || !socket.writable) {
     socket.destroy();
+    return;
+  }
+  // the response in flight on this socket, where Node keeps it (its own handler looks there too)
+  const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (inFlight && !inFlight.writableFinished) {
+    inFlight.once("finish", () => answerMalformed(err, socket));
+    inFlight.once("close", () => inFlight.writableFinished || socket.destroy());
     return;
   }
   const p =
