@@ -73,7 +73,7 @@ const CASES: Case[] = [
   { name: "Content-Type form", method: "POST", path: "/api/v1/carts", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "user_id=456", status: 415, detail: /must be JSON/ },
   { name: "a charset other than UTF-8", method: "POST", path: "/cqrs/commands/orders", headers: { "content-type": "application/json; charset=latin1" }, body: order(), status: 415, detail: /must be UTF-8/ },
   { name: "PUT on the order command", method: "PUT", path: "/cqrs/commands/orders", headers: JSON_HEADERS, body: order(), status: 405, detail: /PUT is not allowed.*allowed: POST, OPTIONS/ },
-  { name: "DELETE on the product list", method: "DELETE", path: "/api/v1/products", status: 405, detail: /allowed: GET, OPTIONS/ },
+  { name: "DELETE on the product list", method: "DELETE", path: "/api/v1/products", status: 405, detail: /allowed: GET, HEAD, OPTIONS/ },
   { name: "an unknown route", path: "/no/such/route", status: 404, detail: /no such route/ },
   // business rules on fields
   {
@@ -148,14 +148,41 @@ describe("hostile input (no API keys)", () => {
   it("answers 405 with an Allow header", async () => {
     const r = await rawRequest(h.baseUrl, "PATCH", "/api/v1/carts/cart_1");
     expect(r.status).toBe(405);
-    expect(r.headers.allow).toBe("GET, OPTIONS");
+    expect(r.headers.allow).toBe("GET, HEAD, OPTIONS");
+  });
+
+  it("answers HEAD as GET without the body, on every GET route", async () => {
+    for (const path of ["/health", "/api/v1/products", "/api/v1/products/101", "/event-store/api/v1/events?limit=2"]) {
+      const get = await rawRequest(h.baseUrl, "GET", path);
+      const head = await rawRequest(h.baseUrl, "HEAD", path);
+      expect(head.status, path).toBe(get.status);
+      expect(head.headers["content-type"], path).toBe(get.headers["content-type"]);
+      // a length is optional in an answer to HEAD, and when given it is the GET's (RFC 9110)
+      expect(head.headers["content-length"] ?? String(Buffer.byteLength(get.text)), path).toBe(String(Buffer.byteLength(get.text)));
+      expect(head.text, path).toBe("");
+    }
+    const unknown = await rawRequest(h.baseUrl, "HEAD", "/no/such/route");
+    expect(unknown.status).toBe(404);
+    expect(unknown.headers["content-type"]).toContain("application/problem+json");
+    expect(unknown.text).toBe("");
+  });
+
+  it("refuses HEAD on a route without GET", async () => {
+    const before = await counts(h);
+    const r = await rawRequest(h.baseUrl, "HEAD", "/cqrs/commands/orders", { headers: { ...JSON_HEADERS, "x-probe": "1" } });
+    expect(r.status).toBe(405);
+    expect(r.headers.allow).toBe("POST, OPTIONS");
+    expect(r.text).toBe("");
+    const options = await rawRequest(h.baseUrl, "OPTIONS", "/cqrs/commands/orders");
+    expect(options.headers.allow).toBe("POST, OPTIONS");
+    expect(await counts(h)).toEqual(before);
   });
 
   it("answers OPTIONS with 204 and Allow, without running the handler", async () => {
     const before = await counts(h);
     const r = await rawRequest(h.baseUrl, "OPTIONS", "/api/v1/products");
     expect(r.status).toBe(204);
-    expect(r.headers.allow).toBe("GET, OPTIONS");
+    expect(r.headers.allow).toBe("GET, HEAD, OPTIONS");
     expect(r.text).toBe("");
     const create = await rawRequest(h.baseUrl, "OPTIONS", "/api/v1/carts", { headers: JSON_HEADERS, body: JSON.stringify({ user_id: 456 }) });
     expect(create.status).toBe(204);

@@ -9,7 +9,7 @@ import { SETTLED_EVENT, type Settled } from "../projections/projections.service.
 import type { OrderView } from "../projections/order-projection.js";
 import { problemFrom, sendProblem } from "./problem.js";
 import { ROUTES, type RouteSpec } from "./gateway.routes.js";
-import { requestGuard, type GuardedRequest } from "./request-guard.js";
+import { headAsGet, requestGuard, type GuardedRequest } from "./request-guard.js";
 import { renderPrometheus } from "../../observability/metrics.js";
 import { answerStarting } from "./gateway-port.js";
 
@@ -251,7 +251,8 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
       // it (after the transporter has connected), Moleculer's context tracker has no list for
       // its calls, and every request failed with a TypeError (500) in that window.
       server.off("request", answerStarting);
-      server.on("request", (this as unknown as { httpHandler: RequestListener }).httpHandler);
+      const handle = (this as unknown as { httpHandler: RequestListener }).httpHandler;
+      server.on("request", (req, res) => handle(headAsGet(req), res));
       const { address, port } = server.address() as AddressInfo;
       const where = config.apiKeys.length > 0 ? "API keys required" : "no API_KEYS: open to anyone who can reach this address";
       this.logger.info(`listening on http://${address.includes(":") ? `[${address}]` : address}:${port} (${where})`);

@@ -27,7 +27,23 @@ export interface CheckedInput {
   userAgent?: string;
 }
 
-export type GuardedRequest = IncomingMessage & { $input?: CheckedInput; parsedUrl?: string; originalUrl?: string; body?: unknown };
+export type GuardedRequest = IncomingMessage & { $input?: CheckedInput; parsedUrl?: string; originalUrl?: string; body?: unknown; [HEAD]?: true };
+
+/** Marks a HEAD request routed as GET (`headAsGet`). */
+const HEAD = Symbol("head");
+
+/**
+ * HEAD is GET without the body (RFC 9110): the request is routed, checked and answered as a GET,
+ * and Node, which made its response for a HEAD request, sends the headers and drops the body.
+ * Called on every request before moleculer-web routes it by method.
+ */
+export function headAsGet(req: GuardedRequest): GuardedRequest {
+  if (req.method === "HEAD") {
+    req.method = "GET";
+    req[HEAD] = true;
+  }
+  return req;
+}
 
 /** A request refused by the guard; `data.headers` go out with the problem. */
 export class RequestRejected extends Errors.MoleculerClientError {
@@ -197,15 +213,17 @@ export async function guard(req: GuardedRequest, res: ServerResponse, opts: Guar
       });
     }
   }
-  if (candidates.length === 0) throw new RequestRejected(404, `no such route: ${req.method} ${pathOnly.slice(0, 200)}`);
-  const allow = [...new Set(candidates.map((c) => c.spec.method)), "OPTIONS"].join(", ");
+  const method = req[HEAD] ? "HEAD" : req.method;
+  if (candidates.length === 0) throw new RequestRejected(404, `no such route: ${method} ${pathOnly.slice(0, 200)}`);
+  const methods = new Set(candidates.map((c) => c.spec.method));
+  const allow = [...methods, ...(methods.has("GET") ? ["HEAD"] : []), "OPTIONS"].join(", ");
   if (req.method === "OPTIONS") {
     res.writeHead(204, { Allow: allow, "Content-Length": "0" });
     res.end();
     return "answered";
   }
   const match = candidates.find((c) => c.spec.method === req.method);
-  if (!match) throw new RequestRejected(405, `${req.method} is not allowed on ${pathOnly.slice(0, 200)}; allowed: ${allow}`, { headers: { Allow: allow } });
+  if (!match) throw new RequestRejected(405, `${method} is not allowed on ${pathOnly.slice(0, 200)}; allowed: ${allow}`, { headers: { Allow: allow } });
 
   const { spec } = match;
   const params = pathParams(match.raw, spec);
