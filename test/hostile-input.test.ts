@@ -128,6 +128,14 @@ describe("hostile input (no API keys)", () => {
     { name: "headers past the size limit", bytes: postWith(`X-Padding: ${"p".repeat(20_000)}\r\n`), status: 431, detail: /headers are larger than the 16 KiB/ },
     { name: "two different Content-Lengths", bytes: postWith("Content-Length: 3\r\n"), status: 400, detail: /not valid HTTP\/1\.1: duplicate content-length/ },
     { name: "a malformed request line", bytes: "ORDER! /cqrs/commands/orders HTTP/1.1\r\n\r\n", status: 400, detail: /not valid HTTP\/1\.1: invalid method/ },
+    {
+      // the headers are whole, so the request reaches the gateway before its body turns out bad
+      name: "a chunk size that is not hex",
+      bytes: "POST /cqrs/commands/orders HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      status: 400,
+      detail: /not valid HTTP\/1\.1: invalid character in chunk size/,
+    },
+    { name: "a Content-Length that is not a number", bytes: postWith("").replace(/Content-Length: \d+/, "Content-Length: 12a"), status: 400, detail: /not valid HTTP\/1\.1: invalid character in content-length/ },
   ])("malformed HTTP, $name → $status", async ({ bytes, status, detail }) => {
     const before = await counts(h);
     const r = await rawBytes(h.baseUrl, bytes);

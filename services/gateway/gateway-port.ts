@@ -40,9 +40,12 @@ export function answerStarting(req: IncomingMessage, res: ServerResponse): void 
  * A request that Node's HTTP parser refuses (a character HTTP forbids in a header, headers past
  * the size limit, a malformed request line, conflicting framing) never reaches the gateway, and
  * Node would answer it with a bare 400 and no body. It gets a problem that says what was wrong,
- * and the connection closes. A response still being written on this connection (a request
- * before it, pipelined on the same connection) goes out first, so the problem is not taken for
- * its answer.
+ * and the connection closes. When the bad bytes follow a whole request pipelined before them on
+ * the same connection, that request's answer goes out first, so the problem is not taken for it.
+ * When they are in the body of the request being answered (a chunk size that is not hex), the
+ * problem is that request's answer, sent at once, as Node does (its handler would otherwise wait
+ * for a body that never ends); a response already begun cannot be amended, and the connection
+ * is only closed.
  */
 export function answerMalformed(err: Error & { code?: string; reason?: string }, socket: Socket): void {
   if (err.code === "ECONNRESET" || !socket.writable) {
@@ -52,9 +55,15 @@ export function answerMalformed(err: Error & { code?: string; reason?: string },
   // the response in flight on this socket, where Node keeps it (its own handler looks there too)
   const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
   if (inFlight && !inFlight.writableFinished) {
-    inFlight.once("finish", () => answerMalformed(err, socket));
-    inFlight.once("close", () => inFlight.writableFinished || socket.destroy());
-    return;
+    if (inFlight.req.complete) {
+      inFlight.once("finish", () => answerMalformed(err, socket));
+      inFlight.once("close", () => inFlight.writableFinished || socket.destroy());
+      return;
+    }
+    if (inFlight.headersSent) {
+      socket.destroy();
+      return;
+    }
   }
   const p =
     err.code === "HPE_HEADER_OVERFLOW"
