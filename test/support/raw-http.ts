@@ -9,6 +9,15 @@ export interface RawResponse {
   json: { detail?: string; status?: number; [k: string]: unknown } | undefined;
 }
 
+/** The body as JSON, or undefined when it is not JSON. */
+function jsonOf(text: string): RawResponse["json"] {
+  try {
+    return text ? JSON.parse(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * One HTTP request exactly as given: the path is sent unnormalised (`%00`, `..`), headers and
  * body bytes untouched, which `fetch` does not promise.
@@ -30,13 +39,7 @@ export function rawRequest(
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
-          let json: RawResponse["json"];
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: jsonOf(text) });
         });
       },
     );
@@ -68,13 +71,7 @@ export function rawBytes(base: string, bytes: string): Promise<RawResponse> {
         if (colon > 0) headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
       }
       const text = split < 0 ? "" : raw.slice(split + 4);
-      let json: RawResponse["json"];
-      try {
-        json = text ? JSON.parse(text) : undefined;
-      } catch {
-        json = undefined;
-      }
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine ?? "")?.[1] ?? 0), headers, text, json });
+      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine ?? "")?.[1] ?? 0), headers, text, json: jsonOf(text) });
     });
   });
 }
