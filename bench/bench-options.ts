@@ -22,6 +22,22 @@ export const DEFAULT_WARMUP_S: Readonly<Record<Topology, number>> = { single: 3,
  */
 export const WARMUP_BURST = { seconds: 3, clients: 32 } as const;
 
+/**
+ * The most each figure may be. Beyond them a value is a typo (`1e9`), not a plan: a cell of 1e9
+ * seconds would overflow Node's timers (24.8 days) and end at once, and 1e9 checkouts/s would
+ * queue every request of the cell in the load generator's memory before the first answer.
+ */
+export const LIMITS = {
+  "--rates": { max: 10_000, unit: "checkouts/s" },
+  "--duration": { max: 3600, unit: "s" },
+  "--warmup": { max: 3600, unit: "s" },
+  "--connections": { max: 10_000, unit: "clients (one socket each)" },
+  "--repeat": { max: 100, unit: "repetitions" },
+} as const;
+
+/** The cells' gateways take the ports from `--port` to `--port` + 89, one per cell in turn. */
+export const PORTS_PER_RUN = 90;
+
 export const HELP = `npm run bench -- [options]
 
 Runs the checkout saga in both styles (orchestrated, choreographed) under load and reports
@@ -37,7 +53,7 @@ The matrix
 The load
   --rates LIST          open-loop arrival rates, checkouts/s, for the happy scenario; the
                         failure scenarios run at the first (default 10,20; --quick 10)
-  --duration S          measured seconds per cell (default 10; --quick 5)
+  --duration S          measured seconds per cell (default 10; --quick 5; at most ${LIMITS["--duration"].max})
   --warmup S            warm-up seconds per cell, under the cell's own load, not measured
                         (default ${DEFAULT_WARMUP_S.single} in one process, ${DEFAULT_WARMUP_S.cluster} with one process per service, whose
                         dozen processes take that long to compile their hot code; --quick 2);
@@ -67,7 +83,8 @@ The rest
                         may list several runs of one build (A1,A2,A3); with several runs a
                         side (or --repeat), each change's p-value, "~" where the runs'
                         spread does not show it
-  --port N              first gateway port for the systems started (default 18300)
+  --port N              first gateway port for the systems started; the cells take it and the
+                        ${PORTS_PER_RUN - 1} after it in turn (default 18300)
   -h, --help            this text
 
 Environment: DATABASE_URL (a PostgreSQL server: each cell gets a fresh database on it; unset →
@@ -117,11 +134,21 @@ function list<T extends string>(flag: string, value: string | undefined, allowed
   return items as T[];
 }
 
+
 function positive(flag: string, value: string | undefined, fallback: number, integer = false): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new UsageError(`${flag}: expected a positive ${integer ? "whole " : ""}number, got "${value}"`);
+  const limit = (LIMITS as Record<string, { max: number; unit: string } | undefined>)[flag];
+  if (limit && n > limit.max) throw new UsageError(`${flag}: at most ${limit.max} ${limit.unit}, got "${value}"`);
   return n;
+}
+
+function port(value: string | undefined): number {
+  const first = positive("--port", value, 18300, true);
+  const last = 65535 - (PORTS_PER_RUN - 1);
+  if (first > last) throw new UsageError(`--port: at most ${last} (the cells use it and the ${PORTS_PER_RUN - 1} ports after it), got "${value}"`);
+  return first;
 }
 
 /** The warm-up of a cell on this topology. */
@@ -195,6 +222,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     } catch {
       throw new UsageError(`--target: not a URL: "${v.target}"`);
     }
+    if (!/^https?:$/.test(new URL(v.target).protocol)) throw new UsageError(`--target: expected an http:// or https:// URL, got "${v.target}"`);
   }
   return {
     modes: list("--modes", v.modes, SAGA_MODES) ?? [...SAGA_MODES],
@@ -216,7 +244,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     target: v.target,
     apiKey: v["api-key"] ?? env.BENCH_API_KEY,
     compare,
-    port: positive("--port", v.port, 18300, true),
+    port: port(v.port),
     help: v.help ?? false,
   };
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseOptions, UsageError, warmupOf } from "../bench/bench-options.js";
-import { planRun, rateAtFraction } from "../bench/bench-runner.js";
+import { completedRates, planRun, rateAtFraction } from "../bench/bench-runner.js";
+import type { Outcome } from "../bench/load-generator.js";
 import type { CellResult } from "../bench/bench-results.js";
 
 /** The bench's command line, and the cells it plans from it (no system is started). */
@@ -80,5 +81,53 @@ describe("npm run bench -- --of-max", () => {
     expect(rateAtFraction(done, cell, 0.5)).toBe(60);
     expect(rateAtFraction(done, cell, 0.25)).toBe(30);
     expect(rateAtFraction(done, { ...cell, transport: "amqp", topology: "cluster" }, 0.5)).toBeNull();
+  });
+});
+
+describe("npm run bench -- figures past their limits", () => {
+  it.each([
+    ["--duration", "1e9", /--duration: at most 3600 s/],
+    ["--warmup", "5000", /--warmup: at most 3600 s/],
+    ["--rates", "10,1e9", /--rates: at most 10000 checkouts\/s, got "1e9"/],
+    ["--connections", "100000", /--connections: at most 10000 clients/],
+    ["--repeat", "1000", /--repeat: at most 100 repetitions/],
+    ["--port", "70000", /--port: at most 65446 \(the cells use it and the 89 ports after it\)/],
+    ["--port", "65500", /--port: at most 65446/],
+    ["--target", "ftp://127.0.0.1/", /--target: expected an http:\/\/ or https:\/\/ URL/],
+  ])("refuses %s %s", (flag, value, message) => {
+    expect(() => parseOptions([flag, value], {})).toThrow(UsageError);
+    expect(() => parseOptions([flag, value], {})).toThrow(message);
+  });
+
+  it("takes each figure at its limit", () => {
+    const o = parseOptions(["--duration", "3600", "--warmup", "3600", "--rates", "10000", "--connections", "10000", "--repeat", "100", "--port", "65446", "--target", "https://example.test/"], {});
+    expect([o.durationS, o.warmupS, o.rates, o.connections, o.repeat, o.port]).toEqual([3600, 3600, [10_000], [10_000], 100, 65446]);
+  });
+});
+
+describe("an open-loop cell's completed sagas/s", () => {
+  // n checkouts due every 1000/rate ms from t = 0, each ending `latency(i)` ms after it was due
+  const outcomes = (n: number, rate: number, latency: (i: number) => number): Outcome[] =>
+    Array.from({ length: n }, (_, i) => {
+      const due = (i * 1000) / rate;
+      return { order_id: String(i), correlation_id: `c${i}`, status: i % 10 === 9 ? "cancelled" : "confirmed", due_at: due, done_at: due + latency(i), latency_ms: latency(i) };
+    });
+
+  it("is the offered rate when the system kept up", () => {
+    expect(completedRates("open", outcomes(100, 10, () => 25), 10)).toEqual({ throughput_sps: 10, confirmed_sps: 9, cancelled_sps: 1 });
+  });
+
+  it("is the rate the system finished at when the load outran it, not the rate it was sent at", () => {
+    // 3000/s for 5 s, finished at 250/s in arrival order: the i-th ends at i/250 s
+    const r = completedRates("open", outcomes(15_000, 3000, (i) => (i * 1000) / 250 - (i * 1000) / 3000 + 30), 5);
+    expect(r.throughput_sps).toBeCloseTo(250, 0);
+    expect(r.confirmed_sps + r.cancelled_sps).toBeCloseTo(r.throughput_sps, 1);
+  });
+
+  it("leaves out the checkouts that never ended, and counts a closed loop over its own window", () => {
+    const o = outcomes(100, 10, () => 25);
+    o[0]!.status = "pending";
+    expect(completedRates("open", o, 10).throughput_sps).toBe(9.9);
+    expect(completedRates("closed", outcomes(3000, 300, () => 400), 10).throughput_sps).toBe(300);
   });
 });
