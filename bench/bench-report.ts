@@ -39,9 +39,13 @@ const systemProcesses = (c: CellResult) => c.processes.filter((p) => !p.name.sta
 const systemCpuS = (c: CellResult) => systemProcesses(c).reduce((s, p) => s + p.cpu_s, 0);
 /** The most memory any process of the system held over the cell (MB resident at its peak). */
 export const largestRssMb = (c: CellResult) => Math.max(0, ...systemProcesses(c).map((p) => p.peak_rss_mb));
-/** A cell's total over the measured window per completed saga; null when unmeasured or none completed. */
+/**
+ * A cell's total over the measured window per completed saga; null when unmeasured or none
+ * completed. An open loop's window holds its own sagas whole (it waits for them); a closed loop's
+ * holds what the system did in it, so its sagas are those the system completed in it.
+ */
 const perCompletedSaga = (c: CellResult, total: number | null | undefined) => {
-  const completed = c.sagas.confirmed + c.sagas.cancelled;
+  const completed = c.load.kind === "closed" ? c.throughput_sps * c.load.duration_s : c.sagas.confirmed + c.sagas.cancelled;
   return completed > 0 && total !== null && total !== undefined ? total / completed : null;
 };
 const ms = (s: number | null | undefined) => (s === null || s === undefined ? null : s * 1000);
@@ -257,8 +261,11 @@ const READING = `How to read it:
 - Latency is request to terminal state: the API answers a \`Prefer: wait\` request when the saga
   has ended. In open-loop cells it counts from the moment each request was due, so a queue in
   the system shows up as latency instead of slowing the load down (no coordinated omission).
-- sagas/s counts sagas that reached a terminal state in the measured window; a closed-loop
-  ("closed ×N") cell keeps N checkouts in flight and gives the most this system completes; an
+- sagas/s: a closed-loop ("closed ×N") cell keeps N checkouts in flight and counts the sagas
+  whose terminal event the event store holds within the measured window, whichever request
+  started them (with --target, its clients' answers): the most this system completes; an
+  open-loop cell counts its own sagas, over its window or, when they took longer to end, from
+  the first of them ending to the last; an
   "open 50% of max" cell runs each style at half of its own closed-loop figure (--of-max).
 - × floor: the cell's p50 divided by its floor model, request/reply hops × hop time + messages
   on the path × channel hop time + commits on the path × commit time, with the counts taken from

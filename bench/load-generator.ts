@@ -18,6 +18,14 @@ import { orderBody, type Scenario } from "./bench-scenarios.js";
 export const WAIT_SECONDS = 5;
 
 /**
+ * A closed loop's client waits for its checkout's end, as long as the gateway holds an answer
+ * (60 s), so that N clients keep N checkouts in flight: with the open loop's 5 s, a checkout
+ * slower than that came back pending and its client sent the next while it still ran (2048
+ * clients in one process: a p50 of 6.8 s, and more checkouts in flight than clients).
+ */
+export const CLOSED_LOOP_WAIT_SECONDS = 60;
+
+/**
  * Places checkout `key` and returns the gateway's answer. A 504, or a connection reset before
  * any answer (a keep-alive socket the server closed as it was reused), leaves the checkout
  * unknown: asking again with the same Idempotency-Key (and no wait) returns the order it started,
@@ -221,9 +229,9 @@ export async function saturate(o: SaturationOptions): Promise<LoadResult & { com
     url: `${o.target.baseUrl}/cqrs/commands/orders`,
     connections: o.connections,
     duration: o.durationS,
-    timeout: WAIT_SECONDS + 5,
+    timeout: CLOSED_LOOP_WAIT_SECONDS + 5,
     method: "POST",
-    headers: headers(o.target, { prefer: `wait=${WAIT_SECONDS}` }),
+    headers: headers(o.target, { prefer: `wait=${CLOSED_LOOP_WAIT_SECONDS}` }),
     // a 504 (the gateway's wait outlived its request timeout) is counted as an error here: a
     // closed loop has no way to ask again for the same checkout
     requests: [

@@ -50,6 +50,20 @@ const FAILURES = new Set(checkoutSteps.map((s) => s.failed).filter(Boolean).conc
 const COMPENSATED = new Set([...checkoutSteps.map((s) => s.compensation?.done).filter(Boolean), initiation.compensation.done] as string[]);
 const TERMINAL = new Set(["OrderConfirmed", "OrderCancelled"]);
 
+/**
+ * The sagas that ended (their terminal event) within [fromMs, toMs), whichever request started
+ * them: what the system completed in that window.
+ */
+export function sagasEndedBetween(events: readonly SagaEvent[], fromMs: number, toMs: number): { confirmed: number; cancelled: number } {
+  const ended = { confirmed: 0, cancelled: 0 };
+  for (const e of events) {
+    if (e.timestamp < fromMs || e.timestamp >= toMs) continue;
+    if (e.event_type === "OrderConfirmed") ended.confirmed++;
+    else if (e.event_type === "OrderCancelled") ended.cancelled++;
+  }
+  return ended;
+}
+
 export function analyseSagas(events: SagaEvent[], outcomes: Outcome[]): SagaAnalysis {
   const byCorrelation = new Map<string, SagaEvent[]>();
   for (const e of events) {

@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { parseOptions, UsageError, warmupOf } from "../bench/bench-options.js";
 import { completedRates, planRun, rateAtFraction } from "../bench/bench-runner.js";
 import type { Outcome } from "../bench/load-generator.js";
+import { cpuMsPerSaga } from "../bench/bench-report.js";
+import { sagasEndedBetween } from "../bench/saga-analysis.js";
 import type { CellResult } from "../bench/bench-results.js";
 
 /** The bench's command line, and the cells it plans from it (no system is started). */
@@ -129,5 +131,28 @@ describe("an open-loop cell's completed sagas/s", () => {
     o[0]!.status = "pending";
     expect(completedRates("open", o, 10).throughput_sps).toBe(9.9);
     expect(completedRates("closed", outcomes(3000, 300, () => 400), 10).throughput_sps).toBe(300);
+  });
+});
+
+describe("a closed-loop cell's completed sagas/s", () => {
+  const answered: Outcome[] = Array.from({ length: 3000 }, (_, i) => ({ order_id: String(i), correlation_id: `c${i}`, status: "confirmed", due_at: 0, done_at: i, latency_ms: 0 }));
+
+  it("is what the system ended in the window, read from the event store, not what its clients were answered", () => {
+    // 128 clients' answers miss the checkouts the warm-up left running and those still running at the end
+    expect(completedRates("closed", answered, 10, { confirmed: 3100, cancelled: 28 })).toEqual({ throughput_sps: 312.8, confirmed_sps: 310, cancelled_sps: 2.8 });
+    expect(completedRates("closed", answered, 10).throughput_sps).toBe(300);
+  });
+
+  it("counts the terminal events within the window, whichever request started them", () => {
+    const at = (event_type: string, timestamp: number, i: number) => ({ position: i, event_type, correlation_id: `c${i}`, timestamp });
+    const events = [at("OrderConfirmed", 999, 1), at("OrderConfirmed", 1000, 2), at("OrderCancelled", 1500, 3), at("PaymentProcessed", 1600, 4), at("OrderConfirmed", 10_999, 5), at("OrderConfirmed", 11_000, 6)];
+    expect(sagasEndedBetween(events, 1000, 11_000)).toEqual({ confirmed: 2, cancelled: 1 });
+  });
+
+  it("divides the window's CPU by the sagas completed in it", () => {
+    const cell = { load: { kind: "closed", rate: 312.8, duration_s: 10, connections: 128 }, throughput_sps: 312.8, sagas: { confirmed: 3000, cancelled: 0 }, processes: [{ name: "all", cpu_s: 6.256 }, { name: "bench (load generator)", cpu_s: 1 }] } as unknown as CellResult;
+    expect(cpuMsPerSaga(cell)).toBeCloseTo(2, 6);
+    const open = { ...cell, load: { kind: "open", rate: 300, duration_s: 10 } } as unknown as CellResult;
+    expect(cpuMsPerSaga(open)).toBeCloseTo(6.256 / 3, 6);
   });
 });
