@@ -134,7 +134,6 @@ function list<T extends string>(flag: string, value: string | undefined, allowed
   return items as T[];
 }
 
-
 function positive(flag: string, value: string | undefined, fallback: number, integer = false): number {
   if (value === undefined) return fallback;
   const n = Number(value);

@@ -283,9 +283,8 @@ export function openLoopSpanS(done: readonly Pick<Outcome, "done_at">[], windowS
  * `openLoopSpanS`. A closed loop counts the sagas the system ended within its window, read from
  * the event store where the bench can read it (`ended`): its clients' answers miss the checkouts
  * the warm-up left running, which the system ends in the window's first moments, and those still
- * running when the window closes, whose work the window holds; so they count its clients fewer
- * than the system completed, short by about one per client (128 clients, 10 s: 12.8 sagas/s).
- * Without the event store (`--target`), the answers.
+ * running when the window closes, whose work the window holds: about one saga per client short
+ * (128 clients over 10 s: 12.8 sagas/s). Without the event store (`--target`), the answers.
  */
 export function completedRates(
   kind: "open" | "closed",
