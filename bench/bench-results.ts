@@ -31,6 +31,12 @@ export interface CellResult {
   compensation_latency_ms: { p50: number; p99: number } | null;
   /** Completed (terminal) sagas per second, and the split. */
   throughput_sps: number;
+  /**
+   * Where a closed-loop cell's completed sagas were counted: the system's, from the event store,
+   * or its clients' answers (about one saga per client per window fewer; every closed-loop cell
+   * before the field, and with `--target`). Absent on open-loop cells.
+   */
+  completed_from?: "event store" | "answers";
   confirmed_sps: number;
   cancelled_sps: number;
   steps_ms: Record<string, number>;
@@ -105,6 +111,18 @@ export interface BenchResults {
   floor: Partial<Record<Transport, FloorResult>>;
   skipped: { what: string; why: string }[];
   cells: CellResult[];
+}
+
+/**
+ * How a closed-loop cell's completed sagas were counted (undefined for an open loop). Results
+ * from before `completed_from` was recorded tell it by their figures: a count of the answers is
+ * the cell's answered sagas over its window, to the rounding of its sagas/s.
+ */
+export function completedFrom(c: Pick<CellResult, "load" | "throughput_sps" | "sagas" | "completed_from">): CellResult["completed_from"] {
+  if (c.load.kind !== "closed") return undefined;
+  if (c.completed_from) return c.completed_from;
+  const answered = c.sagas.confirmed + c.sagas.cancelled;
+  return Math.abs(c.throughput_sps * c.load.duration_s - answered) <= 0.01 * c.load.duration_s ? "answers" : "event store";
 }
 
 export const cellKey = (c: Pick<CellResult, "mode" | "transport" | "topology" | "scenario" | "load">): string =>

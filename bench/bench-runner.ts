@@ -322,6 +322,7 @@ function baseCell(
     repeat: cell.repeat,
     latency_ms: percentiles(m.load.histogram),
     ...completed,
+    ...(cell.load.kind === "closed" ? { completed_from: ended ? ("event store" as const) : ("answers" as const) } : {}),
     processes: m.processes,
     database_cpu_s: m.database_cpu_s,
     broker_cpu_s: m.broker_cpu_s,

@@ -8,7 +8,7 @@ import { auditCheckouts } from "../bench/end-state-audit.js";
 import { SEEDED_STOCK } from "../bench/bench-scenarios.js";
 import { compareResults, loadResults } from "../bench/bench-compare.js";
 import { foldRepeats, summaryTable } from "../bench/bench-report.js";
-import type { BenchResults } from "../bench/bench-results.js";
+import { cellKey, completedFrom, type BenchResults } from "../bench/bench-results.js";
 import { REQUIRE_SERVICES } from "./support/infrastructure.js";
 
 /**
@@ -226,6 +226,46 @@ describe("npm run bench", () => {
     const comma = spawnSync(process.execPath, ["dist/bench/bench-cli.js", "--compare", commaDir, out, "--out", path.join(out, "cmp3")], { cwd: repo, encoding: "utf8" });
     expect(comma.status, comma.stderr).toBe(0);
     expect(comma.stdout).toContain("runs per cell, A / B: 1 / 1");
+  });
+
+  it("--compare names the closed-loop cells whose sagas the two sides counted differently", () => {
+    // this run's cells as closed loops: counted from the event store, and from the clients' answers
+    // (as every closed-loop cell was before the count was recorded)
+    const asClosed = (from: "event store" | "answers" | undefined): BenchResults => {
+      const r = structuredClone(results);
+      for (const c of r.cells) {
+        // the answers' count is the answered sagas over the window; the event store's, more
+        c.throughput_sps = (c.sagas.confirmed + c.sagas.cancelled + (from === "event store" ? 8 : 0)) / c.load.duration_s;
+        c.load = { kind: "closed", rate: c.throughput_sps, duration_s: c.load.duration_s, connections: 8 };
+        c.key = cellKey(c);
+        if (from) c.completed_from = from;
+        else delete c.completed_from;
+      }
+      return r;
+    };
+    const keys = asClosed("event store").cells.map((c) => c.key).sort();
+    expect(compareResults(asClosed(undefined), asClosed("event store")).countedDifferently.sort()).toEqual(keys);
+    expect(compareResults(asClosed("answers"), asClosed("event store")).countedDifferently.sort()).toEqual(keys);
+    expect(compareResults(asClosed(undefined), asClosed("answers")).countedDifferently).toEqual([]);
+    expect(compareResults(asClosed("event store"), asClosed("event store")).countedDifferently).toEqual([]);
+    // open-loop cells count their own sagas on either side
+    expect(compareResults(results, results).countedDifferently).toEqual([]);
+    // results from before the count was recorded tell it by their figures
+    const unrecorded = asClosed("event store");
+    for (const c of unrecorded.cells) delete c.completed_from;
+    expect(unrecorded.cells.map(completedFrom)).toEqual(unrecorded.cells.map(() => "event store"));
+    expect(asClosed(undefined).cells.map(completedFrom)).toEqual(unrecorded.cells.map(() => "answers"));
+    expect(results.cells.map(completedFrom)).toEqual(results.cells.map(() => undefined));
+    const dir = (name: string, r: BenchResults) => {
+      fs.mkdirSync(path.join(out, name), { recursive: true });
+      fs.writeFileSync(path.join(out, name, "results.json"), JSON.stringify(r));
+      return path.join(out, name);
+    };
+    const cli = spawnSync(process.execPath, ["dist/bench/bench-cli.js", "--compare", dir("answers", asClosed(undefined)), dir("counted", asClosed("event store")), "--out", path.join(out, "cmp4")], { cwd: repo, encoding: "utf8" });
+    expect(cli.status, cli.stderr).toBe(0);
+    expect(cli.stdout).toMatch(/counted differently: \S+, \S+: one side counted/);
+    for (const key of keys) expect(cli.stdout).toContain(key);
+    expect(cli.stdout).toContain("about one saga per client per window short");
   });
 
   it("--compare of repeated runs says which changes their spread shows and which it does not", () => {
