@@ -102,12 +102,23 @@ process.on("exit", () => {
 
 export class SystemUnderTest {
   readonly processes: RunningProcess[] = [];
-  /** Stops the processes, removes the namespace and the database: once, by `dispose` or the bench's teardown. */
+  /** Set as the release begins: from then on the database is not opened again. */
+  private releasing = false;
+  /** The bench's own handles on the database (`openDatabase`), each settled when it is closed. */
+  private readonly handles = new Set<Promise<void>>();
+  /**
+   * Stops the processes, removes the namespace and the database: once, by `dispose` or the
+   * bench's teardown. The database goes after the bench's handles on it are closed: PGlite, its
+   * directory removed under an open handle or before a handle opens it, makes its files again
+   * (a new, empty database that nothing would remove).
+   */
   private readonly release = cleanUpOnLeaving(async () => {
+    this.releasing = true;
     await this.stop();
     if (this.spec.transporterUrl && this.spec.transport !== "memory") {
       await removeNamespace(this.spec.transporterUrl, this.namespace).catch((err) => console.warn(`broker clean-up of ${this.namespace}: ${err}`));
     }
+    await Promise.all(this.handles);
     await this.database.remove();
   });
 
@@ -231,11 +242,28 @@ export class SystemUnderTest {
     );
   }
 
-  /** Opens the cell's database (after `stop` for PGlite, whose files only one process may hold). */
-  openDatabase(): Promise<Database> {
-    return this.database.fresh
-      ? openDatabase({ databaseUrl: this.database.fresh.url, poolSize: 2 })
-      : openDatabase({ pgliteDir: this.database.pgliteDir });
+  /**
+   * Opens the cell's database (after `stop` for PGlite, whose files only one process may hold);
+   * refused once the system is being released. Its removal waits for this handle's `close`.
+   */
+  async openDatabase(): Promise<Database> {
+    if (this.releasing) throw new Error(`the cell's database is being removed (${this.database.location})`);
+    let settle!: () => void;
+    const handle = new Promise<void>((resolve) => (settle = resolve));
+    this.handles.add(handle);
+    const done = () => {
+      this.handles.delete(handle);
+      settle();
+    };
+    try {
+      const db = this.database.fresh
+        ? await openDatabase({ databaseUrl: this.database.fresh.url, poolSize: 2 })
+        : await openDatabase({ pgliteDir: this.database.pgliteDir });
+      return { ...db, close: () => db.close().finally(done) };
+    } catch (err) {
+      done();
+      throw err;
+    }
   }
 
   /** Stops what still runs, removes the namespace from the broker and, unless kept, the database. */
