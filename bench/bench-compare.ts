@@ -86,6 +86,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
   const A = new Map(foldRepeats(a.cells).map((c) => [c.key, c]));
   const B = new Map(foldRepeats(b.cells).map((c) => [c.key, c]));
   const rows: Comparison["rows"] = [];
+  const countedDifferently: string[] = [];
   const table: Table = { headers: ["cell", "p50 ms", "p99 ms", "sagas/s", "CPU ms/saga", "DB CPU ms/saga", "broker CPU ms/saga", "DB stmts/saga", "WAL KB/saga", "largest RSS MB", "busiest consumer A → B", "audit A / B"], rows: [] };
   for (const [key, ca] of A) {
     const cb = B.get(key);
@@ -95,6 +96,7 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
     const p = Object.fromEntries(
       Object.entries(TESTED).map(([name, f]) => [name, mannWhitneyP(runsOf(runsA, f), runsOf(runsB, f))]),
     ) as Record<Tested, number | null>;
+    if (completedFrom(runsA[0]!) !== completedFrom(runsB[0]!)) countedDifferently.push(key);
     rows.push({
       key,
       runs: [runsA.length, runsB.length],
@@ -125,11 +127,6 @@ export function compareResults(a: BenchResults, b: BenchResults): Comparison {
       `${ca.audit.ok ? "clean" : "FAILED"} / ${cb.audit.ok ? "clean" : "FAILED"}`,
     ]);
   }
-  const countedFrom = (cells: CellResult[], key: string) => {
-    const first = cells.find((c) => c.key === key);
-    return first && completedFrom(first);
-  };
-  const countedDifferently = rows.map((r) => r.key).filter((key) => countedFrom(a.cells, key) !== countedFrom(b.cells, key));
   return { table, rows, onlyInA: [...A.keys()].filter((k) => !B.has(k)), onlyInB: [...B.keys()].filter((k) => !A.has(k)), countedDifferently };
 }
 

@@ -2,6 +2,7 @@ import http from "node:http";
 import { performance } from "node:perf_hooks";
 import * as hdr from "hdr-histogram-js";
 import autocannon from "autocannon";
+import { MAX_PREFER_WAIT_S } from "../services/gateway/gateway.routes.js";
 import { orderBody, type Scenario } from "./bench-scenarios.js";
 
 /**
@@ -18,12 +19,12 @@ import { orderBody, type Scenario } from "./bench-scenarios.js";
 export const WAIT_SECONDS = 5;
 
 /**
- * A closed loop's client waits for its checkout's end, as long as the gateway holds an answer
- * (60 s), so that N clients keep N checkouts in flight: with the open loop's 5 s, a checkout
- * slower than that came back pending and its client sent the next while it still ran (2048
- * clients in one process: a p50 of 6.8 s, and more checkouts in flight than clients).
+ * A closed loop's client waits for its checkout's end, as long as the gateway holds an answer,
+ * so that N clients keep N checkouts in flight: with the open loop's 5 s, a checkout slower than
+ * that came back pending and its client sent the next while it still ran (2048 clients in one
+ * process: a p50 of 6.8 s, and more checkouts in flight than clients).
  */
-export const CLOSED_LOOP_WAIT_SECONDS = 60;
+export const CLOSED_LOOP_WAIT_SECONDS = MAX_PREFER_WAIT_S;
 
 /**
  * Places checkout `key` and returns the gateway's answer. A 504, or a connection reset before

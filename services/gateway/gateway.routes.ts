@@ -36,6 +36,9 @@ const digits = (max: number) =>
     .pipe(z.number().max(max, `must be at most ${max}`));
 const page = { limit: digits(1000).pipe(z.number().min(1, "must be at least 1")), after: digits(Number.MAX_SAFE_INTEGER) };
 
+/** `Prefer: wait=N` is honoured up to this many seconds (a client that waits for a checkout's end waits no longer). */
+export const MAX_PREFER_WAIT_S = 60;
+
 export const ROUTES: readonly RouteSpec[] = [
   { method: "POST", path: "/cqrs/commands/orders", action: "gateway.placeOrder", body: "json" },
   { method: "GET", path: "/cqrs/queries/orders/:order_id", action: "gateway.order", params: { order_id: orderId } },

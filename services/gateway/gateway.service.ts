@@ -8,7 +8,7 @@ import type { CreateOrderParams, OrderAccepted } from "../orders/orders.service.
 import { SETTLED_EVENT, type Settled } from "../projections/projections.service.js";
 import type { OrderView } from "../projections/order-projection.js";
 import { problemFrom, sendProblem } from "./problem.js";
-import { ROUTES, type RouteSpec } from "./gateway.routes.js";
+import { MAX_PREFER_WAIT_S, ROUTES, type RouteSpec } from "./gateway.routes.js";
 import { headAsGet, requestGuard, type GuardedRequest } from "./request-guard.js";
 import { renderPrometheus } from "../../observability/metrics.js";
 import { answerStarting } from "./gateway-port.js";
@@ -16,8 +16,6 @@ import { answerStarting } from "./gateway-port.js";
 /** moleculer-web without its own listen and close: the gateway does those (openGatewayPort, stopListening). */
 const { started: _listen, stopped: _close, ...webWithoutListen } = ApiGateway as unknown as ServiceSchema;
 
-/** `Prefer: wait=N` is honoured up to this many seconds. */
-const MAX_WAIT_S = 60;
 /** A `Prefer: wait` request looks at the read model this often: only a broadcast lost between processes leaves it to this. */
 const POLL_MS = 1_000;
 /** How long requests in progress (a `Prefer: wait` among them) may take to finish at shutdown. */
@@ -36,7 +34,7 @@ interface RequestMeta {
 
 export function parsePreferWait(header: string | undefined): number | undefined {
   const m = header?.match(/(?:^|[,;\s])wait\s*=\s*"?(\d+)"?/i);
-  return m ? Math.min(Number(m[1]), MAX_WAIT_S) : undefined;
+  return m ? Math.min(Number(m[1]), MAX_PREFER_WAIT_S) : undefined;
 }
 
 /**
@@ -98,9 +96,9 @@ export function gatewayService(deps: ServiceDeps, server: Server): ServiceSchema
     aliases,
     mappingPolicy: "restrict",
     mergeParams: false,
-    // a `Prefer: wait` answer may take up to MAX_WAIT_S: the broker's default request timeout
+    // a `Prefer: wait` answer may take up to MAX_PREFER_WAIT_S: the broker's default request timeout
     // (10 s) would cut it short with a 504; the calls the actions make keep that default
-    callOptions: { timeout: (MAX_WAIT_S + 5) * 1000 },
+    callOptions: { timeout: (MAX_PREFER_WAIT_S + 5) * 1000 },
     // the request guard reads and checks the body, after the API key: no body parser of moleculer-web's
     bodyParsers: false,
     use: [guarded],
