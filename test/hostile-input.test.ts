@@ -30,6 +30,9 @@ const CASES: Case[] = [
   { name: "product id beyond the integer range in the path", path: "/api/v1/products/3000000000", status: 400, detail: /id: must be at most 2147483647/ },
   { name: "after=1e308", path: "/event-store/api/v1/events?after=1e308", status: 400, detail: /after: must be a whole number/ },
   { name: "limit=0", path: "/event-store/api/v1/events?limit=0", status: 400, detail: /limit: must be at least 1/ },
+  // a negative figure is whole, so the detail names the range it is outside
+  { name: "after=-1", path: "/event-store/api/v1/events?after=-1", status: 400, detail: /after: must be a whole number of 0 or more/ },
+  { name: "a negative id in the path", path: "/api/v1/users/-1", status: 400, detail: /id: must be a whole number from 1 to 2147483647/ },
   // %00 in every route that takes a path parameter
   ...[
     ["GET", "/cqrs/queries/orders/%00"],

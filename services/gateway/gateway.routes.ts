@@ -31,7 +31,7 @@ const correlationId = token("a correlation id like checkout_3f2a…");
 const digits = (max: number) =>
   z
     .string()
-    .regex(/^\d{1,16}$/, "must be a whole number")
+    .regex(/^\d{1,16}$/, "must be a whole number of 0 or more, in digits")
     .transform(Number)
     .pipe(z.number().max(max, `must be at most ${max}`));
 const page = { limit: digits(1000).pipe(z.number().min(1, "must be at least 1")), after: digits(Number.MAX_SAFE_INTEGER) };

@@ -17,7 +17,7 @@ export const CARD_TOKENS = Object.values(TEST_CARDS);
 export const dbId = z.preprocess(
   (v) => (typeof v === "string" && /^\d{1,10}$/.test(v) ? Number(v) : v),
   z
-    .number({ error: "must be a whole number" })
+    .number({ error: `must be a whole number from 1 to ${MAX_DB_INT}` })
     .int("must be a whole number")
     .min(1, "must be at least 1")
     .max(MAX_DB_INT, `must be at most ${MAX_DB_INT}`),
