@@ -99,10 +99,24 @@ async function counts(h: CheckoutHarness) {
   return { events: await h.eventCount(), ...rows[0] };
 }
 
+/** The status codes' names in RFC 9110, which a problem of type "about:blank" takes as its title (RFC 9457). */
+const STATUS_NAMES: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  409: "Conflict",
+  413: "Content Too Large",
+  415: "Unsupported Media Type",
+  422: "Unprocessable Content",
+  431: "Request Header Fields Too Large",
+};
+
 function expectProblem(r: RawResponse, status: number, detail: RegExp) {
   expect(r.status, r.text.slice(0, 300)).toBe(status);
   expect(r.headers["content-type"]).toContain("application/problem+json");
-  expect(r.json).toMatchObject({ status, title: expect.any(String) });
+  expect(STATUS_NAMES[status], `a name for ${status} in STATUS_NAMES`).toBeDefined();
+  expect(r.json).toMatchObject({ type: "about:blank", status, title: STATUS_NAMES[status] });
   expect(r.json?.detail).toMatch(detail);
 }
 

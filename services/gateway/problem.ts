@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
 
 /** RFC 9457 problem details. */
 export interface Problem {
@@ -10,6 +10,7 @@ export interface Problem {
   errors?: { field: string; message: string }[];
 }
 
+/** RFC 9110's names, where Node's `STATUS_CODES` still has the older ones (413, 422) or for the ones used most. */
 const TITLES: Record<number, string> = {
   400: "Bad Request",
   401: "Unauthorized",
@@ -89,7 +90,8 @@ export function problem(status: number, detail: string, instance?: string, error
   return {
     // "about:blank": the status code says all there is to say about the kind of problem
     type: "about:blank",
-    title: TITLES[status] ?? "Error",
+    // with "about:blank" the title is the status code's name (RFC 9457 §4.2.1)
+    title: TITLES[status] ?? STATUS_CODES[status] ?? "Error",
     status,
     detail,
     ...(instance ? { instance } : {}),
