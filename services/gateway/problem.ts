@@ -10,22 +10,13 @@ export interface Problem {
   errors?: { field: string; message: string }[];
 }
 
-/** RFC 9110's names, where Node's `STATUS_CODES` still has the older ones (413, 422) or for the ones used most. */
-const TITLES: Record<number, string> = {
-  400: "Bad Request",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  408: "Request Timeout",
-  409: "Conflict",
+/**
+ * The status codes' names in RFC 9110 where Node's `STATUS_CODES` still has the older ones; every
+ * other title is Node's name for the status.
+ */
+const RFC9110_NAMES: Record<number, string> = {
   413: "Content Too Large",
-  415: "Unsupported Media Type",
   422: "Unprocessable Content",
-  429: "Too Many Requests",
-  431: "Request Header Fields Too Large",
-  500: "Internal Server Error",
-  503: "Service Unavailable",
-  504: "Gateway Timeout",
 };
 
 interface ErrorLike {
@@ -91,7 +82,7 @@ export function problem(status: number, detail: string, instance?: string, error
     // "about:blank": the status code says all there is to say about the kind of problem
     type: "about:blank",
     // with "about:blank" the title is the status code's name (RFC 9457 §4.2.1)
-    title: TITLES[status] ?? STATUS_CODES[status] ?? "Error",
+    title: RFC9110_NAMES[status] ?? STATUS_CODES[status] ?? "Error",
     status,
     detail,
     ...(instance ? { instance } : {}),
